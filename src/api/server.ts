@@ -1,0 +1,432 @@
+// The native HTTP API on berthd's unix socket. Requests are validated here, at the edge,
+// before the engine is asked for anything; errors leave as {code, message}.
+import type { IncomingMessage } from 'node:http';
+import type { Duplex, Readable } from 'node:stream';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { Type, type Static } from '@sinclair/typebox';
+import {
+  matchFilters,
+  validateFilters,
+  type ContainerEngine,
+  type EventBus,
+  type ExecService,
+  type Filters,
+  type ImageService,
+} from '../engine/index.ts';
+import type { WaitCondition } from '../types/api.ts';
+import { BerthError, invalid } from '../util/errors.ts';
+import { execFile } from '../util/exec.ts';
+import { containerInspect, containerSummary, imageSummary } from './views.ts';
+import { errorReply, toBerthError } from './errors.ts';
+import { UpgradeRouter } from './upgrade.ts';
+
+export interface ApiDeps {
+  readonly containers: ContainerEngine;
+  readonly images: ImageService;
+  readonly exec: ExecService;
+  readonly events: EventBus;
+  readonly version: string;
+}
+
+const StrList = Type.Array(Type.String({ maxLength: 65536 }), { maxItems: 4096 });
+
+const ConsoleSize = Type.Tuple([Type.Integer({ minimum: 1, maximum: 65535 }), Type.Integer({ minimum: 1, maximum: 65535 })]);
+
+const CreateBody = Type.Object(
+  {
+    image: Type.String({ minLength: 1, maxLength: 512 }),
+    name: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
+    cmd: Type.Optional(StrList),
+    entrypoint: Type.Optional(StrList),
+    env: Type.Optional(StrList),
+    workdir: Type.Optional(Type.String({ maxLength: 4096 })),
+    user: Type.Optional(Type.String({ maxLength: 256 })),
+    hostname: Type.Optional(Type.String({ maxLength: 64 })),
+    labels: Type.Optional(
+      Type.Record(Type.String({ maxLength: 1024 }), Type.String({ maxLength: 65536 })),
+    ),
+    tty: Type.Optional(Type.Boolean()),
+    openStdin: Type.Optional(Type.Boolean()),
+    autoRemove: Type.Optional(Type.Boolean()),
+    networkMode: Type.Optional(Type.String({ maxLength: 128 })),
+    stopSignal: Type.Optional(Type.String({ maxLength: 16 })),
+    stopTimeout: Type.Optional(Type.Integer({ minimum: 0, maximum: 86400 })),
+    consoleSize: Type.Optional(ConsoleSize),
+  },
+  { additionalProperties: false },
+);
+
+const ExecBody = Type.Object(
+  {
+    cmd: Type.Array(Type.String({ maxLength: 65536 }), { minItems: 1, maxItems: 4096 }),
+    env: Type.Optional(StrList),
+    workdir: Type.Optional(Type.String({ maxLength: 4096 })),
+    user: Type.Optional(Type.String({ maxLength: 256 })),
+    tty: Type.Optional(Type.Boolean()),
+    stdin: Type.Optional(Type.Boolean()),
+    consoleSize: Type.Optional(ConsoleSize),
+  },
+  { additionalProperties: false },
+);
+
+const IdParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 128 }) });
+const BoolQ = Type.Optional(
+  Type.Union([
+    Type.Literal('0'),
+    Type.Literal('1'),
+    Type.Literal('true'),
+    Type.Literal('false'),
+    Type.Literal('True'),
+    Type.Literal('False'),
+  ]),
+);
+const truthy = (v: string | undefined) => v === '1' || v === 'true' || v === 'True';
+
+type IdReq = FastifyRequest<{ Params: Static<typeof IdParams> }>;
+
+export function buildApi(deps: ApiDeps): { app: FastifyInstance; upgrades: UpgradeRouter } {
+  const { containers, images, exec, events } = deps;
+  const app = Fastify({
+    logger: false,
+    bodyLimit: 1024 * 1024,
+    ajv: { customOptions: { allErrors: false, coerceTypes: 'array' } },
+  });
+
+  app.setErrorHandler((err, _req, reply) => errorReply(reply, toBerthError(err)));
+  app.setNotFoundHandler((req, reply) =>
+    errorReply(
+      reply,
+      new BerthError('NOT_IMPLEMENTED', `No such endpoint: ${req.method} ${req.url.split('?')[0]}`),
+    ),
+  );
+  // Image archives and root filesystems arrive as a raw stream; the handler consumes it.
+  app.addContentTypeParser(
+    ['application/x-tar', 'application/octet-stream'],
+    (_req, payload, done) => done(null, payload),
+  );
+
+  const ping = async (_req: FastifyRequest, reply: FastifyReply) =>
+    reply.header('Api-Version', '1').type('text/plain').send('OK');
+  app.get('/_ping', ping);
+  app.get('/v1/_ping', ping);
+
+  app.get('/v1/version', async () => ({
+    Version: deps.version,
+    ApiVersion: '1',
+    Os: 'linux',
+    Arch: process.arch === 'x64' ? 'amd64' : process.arch,
+    KernelVersion: (await execFile(['uname', '-r'])).stdout.trim(),
+    GoVersion: '',
+    NodeVersion: process.version,
+  }));
+
+  // ---- containers ----
+
+  app.post('/v1/containers', { schema: { body: CreateBody } }, async (req, reply) => {
+    const c = await containers.create(req.body as Static<typeof CreateBody>);
+    return reply.code(201).send({ Id: c.id, Warnings: [] });
+  });
+
+  app.get(
+    '/v1/containers',
+    {
+      schema: {
+        querystring: Type.Object({
+          all: BoolQ,
+          filters: Type.Optional(Type.String({ maxLength: 65536 })),
+        }),
+      },
+    },
+    async (req) => {
+      const q = req.query as { all?: string; filters?: string };
+      const filters = parseFiltersParam(q.filters);
+      const all =
+        truthy(q.all) ||
+        (filters['status']?.length ?? 0) > 0 ||
+        (filters['exited']?.length ?? 0) > 0;
+      return containers
+        .list()
+        .filter(
+          (c) =>
+            (all || c.state === 'running' || c.state === 'stopping') && matchFilters(c, filters),
+        )
+        .map(containerSummary);
+    },
+  );
+
+  app.get('/v1/containers/:id', { schema: { params: IdParams } }, async (req: IdReq) => {
+    const c = containers.resolve(req.params.id);
+    return containerInspect(c, containers.logPath(c.id));
+  });
+
+  app.post(
+    '/v1/containers/:id/start',
+    { schema: { params: IdParams } },
+    async (req: IdReq, reply) => {
+      const before = containers.resolve(req.params.id);
+      if (before.state === 'running') return reply.code(304).send();
+      await containers.start(req.params.id);
+      return reply.code(204).send();
+    },
+  );
+
+  const TQuery = Type.Object({ t: Type.Optional(Type.Integer({ minimum: -1, maximum: 86400 })) });
+  app.post(
+    '/v1/containers/:id/stop',
+    { schema: { params: IdParams, querystring: TQuery } },
+    async (req: IdReq, reply) => {
+      const t = (req.query as { t?: number }).t;
+      const stopped = await containers.stop(
+        req.params.id,
+        t === undefined || t < 0 ? undefined : t,
+      );
+      return reply.code(stopped ? 204 : 304).send();
+    },
+  );
+
+  app.post(
+    '/v1/containers/:id/restart',
+    { schema: { params: IdParams, querystring: TQuery } },
+    async (req: IdReq, reply) => {
+      const t = (req.query as { t?: number }).t;
+      await containers.restart(req.params.id, t === undefined || t < 0 ? undefined : t);
+      return reply.code(204).send();
+    },
+  );
+
+  app.post(
+    '/v1/containers/:id/kill',
+    {
+      schema: {
+        params: IdParams,
+        querystring: Type.Object({ signal: Type.Optional(Type.String({ maxLength: 16 })) }),
+      },
+    },
+    async (req: IdReq, reply) => {
+      await containers.kill(req.params.id, (req.query as { signal?: string }).signal || 'SIGKILL');
+      return reply.code(204).send();
+    },
+  );
+
+  app.delete(
+    '/v1/containers/:id',
+    { schema: { params: IdParams, querystring: Type.Object({ force: BoolQ, v: BoolQ }) } },
+    async (req: IdReq, reply) => {
+      await containers.remove(req.params.id, truthy((req.query as { force?: string }).force));
+      return reply.code(204).send();
+    },
+  );
+
+  app.post(
+    '/v1/containers/:id/wait',
+    {
+      schema: {
+        params: IdParams,
+        querystring: Type.Object({
+          condition: Type.Optional(
+            Type.Union([
+              Type.Literal('not-running'),
+              Type.Literal('next-exit'),
+              Type.Literal('removed'),
+            ]),
+          ),
+        }),
+      },
+    },
+    async (req: IdReq, reply) => {
+      const condition = ((req.query as { condition?: string }).condition ??
+        'not-running') as WaitCondition;
+      const ac = new AbortController();
+      // Registered before the headers go out: a client that waits for the headers and
+      // then starts the container cannot miss the exit.
+      const done = containers.wait(req.params.id, condition, ac.signal);
+      done.catch(() => undefined);
+      reply.hijack();
+      const res = reply.raw;
+      res.writeHead(200, { 'Content-Type': 'application/json' });
+      res.flushHeaders();
+      res.on('close', () => ac.abort());
+      try {
+        const r = await done;
+        res.end(
+          JSON.stringify({ StatusCode: r.exitCode, Error: r.error ? { Message: r.error } : null }) +
+            '\n',
+        );
+      } catch (e) {
+        if (!ac.signal.aborted)
+          res.end(
+            JSON.stringify({ StatusCode: -1, Error: { Message: (e as Error).message } }) + '\n',
+          );
+      }
+    },
+  );
+
+  const SizeQ = Type.Object({
+    h: Type.Integer({ minimum: 1, maximum: 65535 }),
+    w: Type.Integer({ minimum: 1, maximum: 65535 }),
+  });
+  app.post(
+    '/v1/containers/:id/resize',
+    { schema: { params: IdParams, querystring: SizeQ } },
+    async (req: IdReq, reply) => {
+      const q = req.query as { h: number; w: number };
+      await containers.resize(req.params.id, q.h, q.w);
+      return reply.code(200).send();
+    },
+  );
+
+  app.get('/v1/containers/:id/top', { schema: { params: IdParams } }, async (req: IdReq) => {
+    const pids = await containers.pids(req.params.id);
+    if (pids.length === 0) return { Titles: [], Processes: [] };
+    const r = await execFile([
+      'ps',
+      '-o',
+      'uid,pid,ppid,c,stime,tty,time,cmd',
+      '-p',
+      pids.join(','),
+    ]);
+    const lines = r.stdout.trimEnd().split('\n');
+    const titles = ['UID', 'PID', 'PPID', 'C', 'STIME', 'TTY', 'TIME', 'CMD'];
+    return {
+      Titles: titles,
+      Processes: lines.slice(1).map((l) => {
+        const parts = l.trim().split(/\s+/);
+        return [...parts.slice(0, 7), parts.slice(7).join(' ')];
+      }),
+    };
+  });
+
+  app.post(
+    '/v1/containers/:id/exec',
+    { schema: { params: IdParams, body: ExecBody } },
+    async (req: IdReq, reply) => {
+      const s = exec.create(req.params.id, req.body as Static<typeof ExecBody>);
+      return reply.code(201).send({ Id: s.id });
+    },
+  );
+
+  app.get('/v1/exec/:id', { schema: { params: IdParams } }, async (req: IdReq) => {
+    const s = exec.get(req.params.id);
+    return {
+      ID: s.id,
+      ContainerID: s.containerId,
+      Running: s.running,
+      ExitCode: s.exitCode,
+      Pid: s.pid,
+    };
+  });
+
+  app.post(
+    '/v1/exec/:id/resize',
+    { schema: { params: IdParams, querystring: SizeQ } },
+    async (req: IdReq, reply) => {
+      const q = req.query as { h: number; w: number };
+      exec.resize(req.params.id, q.h, q.w);
+      return reply.code(200).send();
+    },
+  );
+
+  // ---- images ----
+
+  app.get('/v1/images', async () => images.list().map(imageSummary));
+
+  app.post(
+    '/v1/images/import',
+    {
+      schema: { querystring: Type.Object({ repo: Type.String({ minLength: 1, maxLength: 512 }) }) },
+    },
+    async (req, reply) => {
+      if (!req.body || typeof (req.body as Readable).pipe !== 'function') {
+        throw invalid('body', 'expected a tar stream with Content-Type application/x-tar');
+      }
+      const img = await images.importRootfs(
+        req.body as Readable,
+        (req.query as { repo: string }).repo,
+      );
+      return reply.code(201).send(imageSummary(img));
+    },
+  );
+
+  // ---- events ----
+
+  app.get(
+    '/v1/events',
+    {
+      schema: {
+        querystring: Type.Object({
+          since: Type.Optional(Type.Integer({ minimum: 0 })),
+          follow: BoolQ,
+        }),
+      },
+    },
+    async (req, reply) => {
+      const q = req.query as { since?: number; follow?: string };
+      let cursor = q.since ?? 0;
+      reply.hijack();
+      const res = reply.raw;
+      res.writeHead(200, { 'Content-Type': 'application/x-ndjson' });
+      res.flushHeaders();
+      // Always read from the store at our own pace: a slow reader only delays itself.
+      const drain = () => {
+        for (;;) {
+          const batch = events.after(cursor, 500);
+          for (const e of batch) {
+            cursor = e.seq;
+            res.write(JSON.stringify({ ...e, timeNano: e.timeNano.toString() }) + '\n');
+          }
+          if (batch.length < 500) return;
+        }
+      };
+      drain();
+      if (!truthy(q.follow)) {
+        res.end();
+        return;
+      }
+      const off = events.onAppend(() => {
+        if (res.writableNeedDrain) return;
+        drain();
+      });
+      res.on('drain', drain);
+      res.on('close', off);
+    },
+  );
+
+  // ---- hijacked streams ----
+
+  const upgrades = new UpgradeRouter();
+  upgrades.add('POST', /^\/v1\/containers\/([^/]+)\/attach$/, async (m, q) => {
+    const c = containers.resolve(decodeURIComponent(m[1] ?? ''));
+    return (sock) => containers.attach(c.id, sock, truthy(q.get('stdin') ?? undefined));
+  });
+  upgrades.add('POST', /^\/v1\/exec\/([^/]+)\/start$/, async (m) => {
+    const s = exec.get(decodeURIComponent(m[1] ?? ''));
+    return async (sock) => {
+      await exec.start(s.id, sock);
+      sock.end();
+    };
+  });
+  return { app, upgrades };
+}
+
+function parseFiltersParam(s: string | undefined): Filters {
+  if (!s) return {};
+  let raw: unknown;
+  try {
+    raw = JSON.parse(s);
+  } catch {
+    throw invalid('filters', 'not JSON');
+  }
+  const f: Filters = {};
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
+    throw invalid('filters', 'expected an object');
+  for (const [k, v] of Object.entries(raw as Record<string, unknown>)) {
+    // Docker sends both {"k":["v"]} and the older {"k":{"v":true}}.
+    if (Array.isArray(v)) f[k] = v.map(String);
+    else if (v && typeof v === 'object') f[k] = Object.keys(v);
+    else throw invalid('filters', `value of "${k}" must be a list`);
+  }
+  validateFilters(f);
+  return f;
+}
+
+export type { IncomingMessage, Duplex };

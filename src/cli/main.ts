@@ -1,0 +1,633 @@
+// The `berth` command: Docker's verbs and flags where they mean the same thing. Data goes
+// to stdout, diagnostics to stderr; exit codes follow Docker (125 berth's own error, 126
+// cannot execute, 127 not found, otherwise the container's).
+import { createReadStream, readFileSync } from 'node:fs';
+import { Command, CommanderError, Option } from 'commander';
+import { BerthClient, DEFAULT_HOST } from '../client/index.ts';
+import type { ContainerSummary, CreateContainerRequest } from '../types/api.ts';
+import { BerthError, errorMessage } from '../util/errors.ts';
+import { formatItems, table, truncate } from './output.ts';
+import { initialResize, pumpStream } from './streams.ts';
+import { parseTemplate } from './template.ts';
+
+const collect = (v: string, prev: string[]) => [...prev, v];
+
+export function exitCodeFor(e: unknown): number {
+  if (e instanceof BerthError) {
+    if (e.code === 'COMMAND_NOT_FOUND') return 127;
+    if (e.code === 'COMMAND_NOT_EXECUTABLE') return 126;
+  }
+  return 125;
+}
+
+class ExitError extends Error {
+  readonly exitCode: number;
+  constructor(code: number) {
+    super(`exit ${code}`);
+    this.exitCode = code;
+  }
+}
+
+function parseEnv(values: string[], files: string[]): string[] {
+  const out: string[] = [];
+  const add = (line: string, where: string) => {
+    const t = line.trim();
+    if (!t || t.startsWith('#')) return;
+    const i = t.indexOf('=');
+    if (i === 0)
+      throw new BerthError('INVALID_ARGUMENT', `Invalid env: "${t}" has no name (${where})`, {
+        field: 'env',
+      });
+    // Docker: a bare NAME takes the value from berth's own environment, if set.
+    if (i < 0) {
+      const v = process.env[t];
+      if (v !== undefined) out.push(`${t}=${v}`);
+    } else out.push(t);
+  };
+  for (const f of files) {
+    let text: string;
+    try {
+      text = readFileSync(f, 'utf8');
+    } catch (e) {
+      throw new BerthError(
+        'INVALID_ARGUMENT',
+        `Invalid env-file: ${f}: ${(e as NodeJS.ErrnoException).code ?? errorMessage(e)}`,
+        { field: 'env-file' },
+      );
+    }
+    text.split('\n').forEach((l) => add(l, f));
+  }
+  for (const v of values) add(v, '-e');
+  return out;
+}
+
+function parseLabels(values: string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const v of values) {
+    const i = v.indexOf('=');
+    if (i === 0)
+      throw new BerthError('INVALID_ARGUMENT', `Invalid label: "${v}" has no key`, {
+        field: 'label',
+      });
+    if (i < 0) out[v] = '';
+    else out[v.slice(0, i)] = v.slice(i + 1);
+  }
+  return out;
+}
+
+interface CreateFlags {
+  name?: string;
+  env: string[];
+  envFile: string[];
+  workdir?: string;
+  user?: string;
+  entrypoint?: string;
+  hostname?: string;
+  label: string[];
+  interactive?: boolean;
+  tty?: boolean;
+  rm?: boolean;
+  network?: string;
+  stopSignal?: string;
+  stopTimeout?: string;
+}
+
+function addCreateOptions(c: Command): Command {
+  return c
+    .option('--name <name>', 'assign a name to the container')
+    .option('-e, --env <KEY=VALUE>', 'set an environment variable', collect, [])
+    .option('--env-file <file>', 'read environment variables from a file', collect, [])
+    .option('-w, --workdir <dir>', 'working directory inside the container')
+    .option('-u, --user <user[:group]>', 'user to run as')
+    .option('--entrypoint <cmd>', 'override the image entrypoint')
+    .option('-h, --hostname <name>', 'container hostname')
+    .option('-l, --label <KEY=VALUE>', 'set a label', collect, [])
+    .option('-i, --interactive', 'keep stdin open')
+    .option('-t, --tty', 'allocate a pseudo-terminal')
+    .option('--rm', 'remove the container when it exits')
+    .option('--network <mode>', 'network mode: none or host', 'none')
+    .option('--stop-signal <signal>', 'signal to stop the container')
+    .option('--stop-timeout <seconds>', 'seconds to wait before SIGKILL on stop')
+    .helpOption('--help', 'display help for command');
+}
+
+function createRequest(image: string, cmd: string[], f: CreateFlags): CreateContainerRequest {
+  const req: CreateContainerRequest = {
+    image,
+    env: parseEnv(f.env, f.envFile),
+    labels: parseLabels(f.label),
+  };
+  if (cmd.length > 0) req.cmd = cmd;
+  if (f.name !== undefined) req.name = f.name;
+  if (f.workdir !== undefined) req.workdir = f.workdir;
+  if (f.user !== undefined) req.user = f.user;
+  if (f.entrypoint !== undefined) req.entrypoint = f.entrypoint === '' ? [] : [f.entrypoint];
+  if (f.hostname !== undefined) req.hostname = f.hostname;
+  if (f.tty) {
+    req.tty = true;
+    const size = terminalSize();
+    if (size) req.consoleSize = size;
+  }
+  if (f.interactive) req.openStdin = true;
+  if (f.rm) req.autoRemove = true;
+  if (f.network !== undefined) req.networkMode = f.network;
+  if (f.stopSignal !== undefined) req.stopSignal = f.stopSignal;
+  if (f.stopTimeout !== undefined) {
+    const n = Number(f.stopTimeout);
+    if (!Number.isInteger(n) || n < 0)
+      throw new BerthError(
+        'INVALID_ARGUMENT',
+        `Invalid stop-timeout: "${f.stopTimeout}" is not a whole number of seconds`,
+        { field: 'stop-timeout' },
+      );
+    req.stopTimeout = n;
+  }
+  return req;
+}
+
+function terminalSize(): [number, number] | undefined {
+  return process.stdout.isTTY && process.stdout.rows > 0 ? [process.stdout.rows, process.stdout.columns] : undefined;
+}
+
+function psRow(c: ContainerSummary): Record<string, unknown> {
+  return {
+    ID: c.Id.slice(0, 12),
+    Image: c.Image,
+    Command: `"${truncate(c.Command, 20)}"`,
+    CreatedAt: new Date(c.Created * 1000).toISOString(),
+    RunningFor: c.Status,
+    Status: c.Status,
+    State: c.State,
+    Names: c.Names.map((n) => n.replace(/^\//, '')).join(','),
+    Labels: Object.entries(c.Labels)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(','),
+    Ports: '',
+    Pid: c.Pid,
+  };
+}
+
+function ago(sec: number): string {
+  const s = Math.max(0, Math.floor(Date.now() / 1000 - sec));
+  if (s < 60) return `${s} seconds ago`;
+  if (s < 3600) return `${Math.floor(s / 60)} minutes ago`;
+  if (s < 172800) return `${Math.floor(s / 3600)} hours ago`;
+  return `${Math.floor(s / 86400)} days ago`;
+}
+
+export function buildProgram(
+  out: (s: string) => void = (s) => void process.stdout.write(s),
+): Command {
+  const program = new Command('berth')
+    .description('berth: a production container host agent')
+    .option('-H, --host <url>', 'berthd socket', process.env['BERTH_HOST'] ?? DEFAULT_HOST)
+    .enablePositionalOptions()
+    .showHelpAfterError(false)
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+
+  const client = () => new BerthClient((program.opts() as { host: string }).host);
+
+  // ---- run / create / start ----
+
+  addCreateOptions(program.command('run'))
+    .description('Create and start a container')
+    .option('-d, --detach', 'run in the background and print the container id')
+    .argument('<image>')
+    .argument('[command...]')
+    .passThroughOptions()
+    .action(async (image: string, cmd: string[], f: CreateFlags & { detach?: boolean }) => {
+      const api = client();
+      const req = createRequest(image, cmd, f);
+      const { Id: id } = await api.createContainer(req);
+      if (f.detach) {
+        await api.startContainer(id);
+        out(`${id}\n`);
+        return;
+      }
+      const tty = !!f.tty;
+      const stdin = !!f.interactive;
+      const sock = await api.attachContainer(id, stdin);
+      const exited = await api.waitContainer(id, f.rm ? 'removed' : 'next-exit');
+      const pumped = pumpStream(sock, {
+        tty,
+        stdin,
+        resize: (h, w) => api.resizeContainer(id, h, w),
+      });
+      try {
+        await api.startContainer(id);
+      } catch (e) {
+        sock.destroy();
+        throw e;
+      }
+      initialResize({ tty, stdin, resize: (h, w) => api.resizeContainer(id, h, w) });
+      await pumped;
+      const r = await exited.result;
+      throw new ExitError(r.StatusCode);
+    });
+
+  addCreateOptions(program.command('create'))
+    .description('Create a container without starting it')
+    .argument('<image>')
+    .argument('[command...]')
+    .passThroughOptions()
+    .action(async (image: string, cmd: string[], f: CreateFlags) => {
+      const { Id } = await client().createContainer(createRequest(image, cmd, f));
+      out(`${Id}\n`);
+    });
+
+  program
+    .command('start')
+    .description('Start one or more containers')
+    .option('-a, --attach', 'attach to the output and return the exit code')
+    .option('-i, --interactive', 'attach stdin')
+    .argument('<container...>')
+    .action(async (names: string[], f: { attach?: boolean; interactive?: boolean }) => {
+      const api = client();
+      if (f.attach || f.interactive) {
+        const name = names[0] as string;
+        const info = (await api.inspectContainer(name)) as { Id: string; Config: { Tty: boolean } };
+        const tty = info.Config.Tty;
+        const sock = await api.attachContainer(info.Id, !!f.interactive);
+        const exited = await api.waitContainer(info.Id, 'next-exit');
+        const pumped = pumpStream(sock, {
+          tty,
+          stdin: !!f.interactive,
+          resize: (h, w) => api.resizeContainer(info.Id, h, w),
+        });
+        await api.startContainer(info.Id);
+        await pumped;
+        throw new ExitError((await exited.result).StatusCode);
+      }
+      await forEach(names, async (n) => {
+        await api.startContainer(n);
+        out(`${n}\n`);
+      });
+    });
+
+  // ---- stop / kill / restart / rm / wait ----
+
+  program
+    .command('stop')
+    .description('Stop containers: the stop signal, then SIGKILL after the timeout')
+    .option('-t, --time <seconds>', 'seconds to wait before killing')
+    .option('-s, --signal <signal>', 'signal to send (ignored: the container stop signal is used)')
+    .argument('<container...>')
+    .action(async (names: string[], f: { time?: string }) => {
+      const t = f.time === undefined ? undefined : intArg(f.time, 'time');
+      await forEach(names, async (n) => {
+        await client().stopContainer(n, t);
+        out(`${n}\n`);
+      });
+    });
+
+  program
+    .command('kill')
+    .description('Send a signal to containers (default SIGKILL)')
+    .option('-s, --signal <signal>', 'signal to send', 'KILL')
+    .argument('<container...>')
+    .action(async (names: string[], f: { signal: string }) => {
+      await forEach(names, async (n) => {
+        await client().killContainer(n, f.signal);
+        out(`${n}\n`);
+      });
+    });
+
+  program
+    .command('restart')
+    .description('Restart containers')
+    .option('-t, --time <seconds>', 'seconds to wait before killing')
+    .argument('<container...>')
+    .action(async (names: string[], f: { time?: string }) => {
+      const t = f.time === undefined ? undefined : intArg(f.time, 'time');
+      await forEach(names, async (n) => {
+        await client().restartContainer(n, t);
+        out(`${n}\n`);
+      });
+    });
+
+  program
+    .command('rm')
+    .description('Remove containers')
+    .option('-f, --force', 'kill a running container first')
+    .option('-v, --volumes', 'accepted for compatibility')
+    .argument('<container...>')
+    .action(async (names: string[], f: { force?: boolean }) => {
+      await forEach(names, async (n) => {
+        await client().removeContainer(n, !!f.force);
+        out(`${n}\n`);
+      });
+    });
+
+  program
+    .command('wait')
+    .description('Wait for containers to stop and print their exit codes')
+    .argument('<container...>')
+    .action(async (names: string[]) => {
+      await forEach(names, async (n) => {
+        const r = await (await client().waitContainer(n, 'not-running')).result;
+        out(`${r.StatusCode}\n`);
+      });
+    });
+
+  // ---- exec ----
+
+  program
+    .command('exec')
+    .description('Run a command in a running container')
+    .option('-i, --interactive', 'keep stdin open')
+    .option('-t, --tty', 'allocate a pseudo-terminal')
+    .option('-d, --detach', 'run in the background')
+    .option('-e, --env <KEY=VALUE>', 'set an environment variable', collect, [])
+    .option('-w, --workdir <dir>', 'working directory')
+    .option('-u, --user <user[:group]>', 'user to run as')
+    .argument('<container>')
+    .argument('<command...>')
+    .passThroughOptions()
+    .action(
+      async (
+        name: string,
+        cmd: string[],
+        f: { interactive?: boolean; tty?: boolean; env: string[]; workdir?: string; user?: string },
+      ) => {
+        const api = client();
+        const body: Parameters<BerthClient['createExec']>[1] = {
+          cmd,
+          env: parseEnv(f.env, []),
+          tty: !!f.tty,
+          stdin: !!f.interactive,
+        };
+        if (f.workdir !== undefined) body.workdir = f.workdir;
+        if (f.user !== undefined) body.user = f.user;
+      const size = f.tty ? terminalSize() : undefined;
+      if (size) body.consoleSize = size;
+        const { Id } = await api.createExec(name, body);
+        const sock = await api.startExec(Id);
+        const opts = {
+          tty: !!f.tty,
+          stdin: !!f.interactive,
+          resize: (h: number, w: number) => api.resizeExec(Id, h, w),
+        };
+        const pumped = pumpStream(sock, opts);
+        initialResize(opts);
+        await pumped;
+        const r = await api.inspectExec(Id);
+        throw new ExitError(r.ExitCode ?? 126);
+      },
+    );
+
+  // ---- inspect / ps / top ----
+
+  program
+    .command('inspect')
+    .description('Show low-level information on containers')
+    .option('-f, --format <template>', "Go template, as docker's")
+    .argument('<container...>')
+    .action(async (names: string[], f: { format?: string }) => {
+      const items: unknown[] = [];
+      let failed: unknown;
+      for (const n of names) {
+        try {
+          items.push(await client().inspectContainer(n));
+        } catch (e) {
+          failed = e;
+          process.stderr.write(`Error: ${errorMessage(e)}\n`);
+        }
+      }
+      if (f.format) {
+        const t = parseTemplate(f.format);
+        for (const i of items) out(t.render(i) + '\n');
+      } else {
+        out(JSON.stringify(items, null, 4) + '\n');
+      }
+      if (failed) throw new ExitError(1);
+    });
+
+  program
+    .command('ps')
+    .description('List containers')
+    .option('-a, --all', 'show all containers (default shows running)')
+    .option('-q, --quiet', 'only ids')
+    .option('--no-trunc', 'do not truncate output')
+    .option(
+      '-f, --filter <KEY=VALUE>',
+      'filter (id, name, status, label, exited, ancestor)',
+      collect,
+      [],
+    )
+    .option('--format <format>', 'table, json, or a Go template')
+    .action(
+      async (f: {
+        all?: boolean;
+        quiet?: boolean;
+        trunc: boolean;
+        filter: string[];
+        format?: string;
+      }) => {
+        const filters: Record<string, string[]> = {};
+        for (const a of f.filter) {
+          const i = a.indexOf('=');
+          if (i <= 0)
+            throw new BerthError('INVALID_ARGUMENT', `Invalid filter: "${a}" is not KEY=VALUE`, {
+              field: 'filter',
+            });
+          (filters[a.slice(0, i)] ??= []).push(a.slice(i + 1));
+        }
+        const list = await client().listContainers(!!f.all, filters);
+        if (f.quiet) {
+          out(list.map((c) => (f.trunc ? c.Id.slice(0, 12) : c.Id) + '\n').join(''));
+          return;
+        }
+        const rows = list.map(psRow);
+        out(
+          formatItems(rows, f.format ?? '', () =>
+            table([
+              ['CONTAINER ID', 'IMAGE', 'COMMAND', 'CREATED', 'STATUS', 'PORTS', 'NAMES'],
+              ...list.map((c, i) => [
+                f.trunc ? c.Id.slice(0, 12) : c.Id,
+                c.Image,
+                f.trunc ? String(rows[i]?.['Command']) : `"${c.Command}"`,
+                ago(c.Created),
+                c.Status,
+                '',
+                String(rows[i]?.['Names']),
+              ]),
+            ]),
+          ),
+        );
+      },
+    );
+
+  program
+    .command('top')
+    .description('Show the processes of a container')
+    .argument('<container>')
+    .action(async (name: string) => {
+      const r = await client().top(name);
+      out(table([r.Titles, ...r.Processes]));
+    });
+
+  // ---- images ----
+
+  program
+    .command('images')
+    .description('List images')
+    .option('-q, --quiet', 'only ids')
+    .option('--format <format>', 'table, json, or a Go template')
+    .action(async (f: { quiet?: boolean; format?: string }) => {
+      const list = await client().listImages();
+      if (f.quiet) {
+        out(list.map((i) => String(i['Id']).replace('sha256:', '').slice(0, 12) + '\n').join(''));
+        return;
+      }
+      const rows = list.map((i) => ({
+        Repository: i['Repository'],
+        Tag: i['Tag'],
+        ID: String(i['Id']).replace('sha256:', '').slice(0, 12),
+        CreatedSince: ago(Number(i['Created'])),
+        Size: humanSize(Number(i['Size'])),
+      }));
+      out(
+        formatItems(rows, f.format ?? '', () =>
+          table([
+            ['REPOSITORY', 'TAG', 'IMAGE ID', 'CREATED', 'SIZE'],
+            ...rows.map((r) => [String(r.Repository), String(r.Tag), r.ID, r.CreatedSince, r.Size]),
+          ]),
+        ),
+      );
+    });
+
+  program
+    .command('import')
+    .description('Import a root filesystem tarball as an image')
+    .argument('<file>', 'tar file, or - for stdin')
+    .argument('<name[:tag]>')
+    .action(async (file: string, ref: string) => {
+      const stream = file === '-' ? process.stdin : createReadStream(file);
+      const opened = new Promise<void>((resolve, reject) => {
+        if (file === '-') resolve();
+        stream.once('open', () => resolve());
+        stream.once('error', (e: NodeJS.ErrnoException) =>
+          reject(
+            new BerthError('INVALID_ARGUMENT', `Invalid file: ${file}: ${e.code ?? e.message}`, {
+              field: 'file',
+            }),
+          ),
+        );
+      });
+      await opened;
+      const img = await client().importImage(stream, ref);
+      out(`${String(img['Id'])}\n`);
+    });
+
+  program
+    .command('version')
+    .description('Show the client and daemon versions')
+    .action(async () => {
+      const v = await client().version();
+      out(
+        `Client: berth 0.1.0 (node ${process.version})\nServer: berthd ${String(v['Version'])} (node ${String(v['NodeVersion'])}, kernel ${String(v['KernelVersion'])})\n`,
+      );
+    });
+
+  program
+    .command('events')
+    .description('Show events from the durable journal')
+    .option('--since <seq>', 'start after this sequence number', '0')
+    .option('-f, --follow', 'keep streaming new events')
+    .option('--format <format>', 'json, or a Go template')
+    .action(async (f: { since: string; follow?: boolean; format?: string }) => {
+      const res = await client().stream('GET', '/v1/events', {
+        since: intArg(f.since, 'since'),
+        follow: !!f.follow,
+      });
+      let buf = '';
+      for await (const chunk of res) {
+        buf += (chunk as Buffer).toString();
+        let i: number;
+        while ((i = buf.indexOf('\n')) >= 0) {
+          const e = JSON.parse(buf.slice(0, i)) as {
+            seq: number;
+            time: string;
+            type: string;
+            action: string;
+            actorId: string;
+            attributes: Record<string, string>;
+          };
+          buf = buf.slice(i + 1);
+          if (f.format) out(formatItems([e], f.format, () => ''));
+          else
+            out(
+              `${e.time} ${e.seq} ${e.type} ${e.action} ${e.actorId} (${Object.entries(e.attributes)
+                .map(([k, v]) => `${k}=${v}`)
+                .join(', ')})\n`,
+            );
+        }
+      }
+    });
+
+  // Declared here for --help; src/main.ts runs it without loading the client code path.
+  program
+    .command('daemon')
+    .description('Run berthd, the container host agent (see berth daemon --help)')
+    .allowUnknownOption()
+    .helpOption(false);
+
+  program.addOption(new Option('--debug', 'print stack traces on errors').hideHelp());
+  return program;
+}
+
+function intArg(v: string, field: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n))
+    throw new BerthError('INVALID_ARGUMENT', `Invalid ${field}: "${v}" is not a whole number`, {
+      field,
+    });
+  return n;
+}
+
+function humanSize(n: number): string {
+  if (n < 1000) return `${n}B`;
+  if (n < 1e6) return `${(n / 1e3).toFixed(1)}kB`;
+  if (n < 1e9) return `${(n / 1e6).toFixed(1)}MB`;
+  return `${(n / 1e9).toFixed(2)}GB`;
+}
+
+// Docker's multi-container verbs: go on past a failure, report each, fail at the end.
+async function forEach(names: string[], fn: (n: string) => Promise<void>): Promise<void> {
+  let failed: unknown;
+  for (const n of names) {
+    try {
+      await fn(n);
+    } catch (e) {
+      failed = e;
+      if (names.length > 1) process.stderr.write(`Error: ${errorMessage(e)}\n`);
+    }
+  }
+  if (failed) {
+    if (names.length > 1) throw new ExitError(1);
+    throw failed;
+  }
+}
+
+export async function runCli(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  program.exitOverride();
+  try {
+    await program.parseAsync(argv);
+    return 0;
+  } catch (e) {
+    if (e instanceof ExitError) return e.exitCode;
+    if (e instanceof CommanderError) {
+      if (
+        e.code === 'commander.helpDisplayed' ||
+        e.code === 'commander.version' ||
+        e.code === 'commander.help'
+      )
+        return 0;
+      return 125;
+    }
+    process.stderr.write(`Error: ${errorMessage(e)}\n`);
+    if (argv.includes('--debug') && e instanceof Error) process.stderr.write(`${e.stack}\n`);
+    return exitCodeFor(e);
+  }
+}

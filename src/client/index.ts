@@ -1,0 +1,255 @@
+// Typed client for berthd's native API over its unix socket. Uses node:http directly:
+// it loads in a few milliseconds, which `berth run` pays on every call.
+import { request, type IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Readable } from 'node:stream';
+import type {
+  ContainerSummary,
+  CreateContainerRequest,
+  CreateContainerResponse,
+  ExecRequest,
+  WaitCondition,
+} from '../types/api.ts';
+import { BerthError, ERROR_CODES, type ErrorCode } from '../util/errors.ts';
+
+export interface WaitResult {
+  StatusCode: number;
+  Error: { Message: string } | null;
+}
+
+export const DEFAULT_HOST = 'unix:///run/berth/berth.sock';
+
+export function socketPathOf(host: string): string {
+  if (host.startsWith('unix://')) return host.slice('unix://'.length);
+  if (host.startsWith('/')) return host;
+  throw new BerthError(
+    'INVALID_ARGUMENT',
+    `Invalid host: ${host} (expected unix:///path/to/berth.sock)`,
+    { field: 'host' },
+  );
+}
+
+type Query = Record<string, string | number | boolean | undefined>;
+
+function withQuery(path: string, q?: Query): string {
+  if (!q) return path;
+  const p = new URLSearchParams();
+  for (const [k, v] of Object.entries(q))
+    if (v !== undefined) p.set(k, typeof v === 'boolean' ? (v ? '1' : '0') : String(v));
+  const s = p.toString();
+  return s ? `${path}?${s}` : path;
+}
+
+function toError(status: number, body: string): BerthError {
+  try {
+    const j = JSON.parse(body) as { code?: string; message?: string };
+    const code = (j.code && j.code in ERROR_CODES ? j.code : 'INTERNAL') as ErrorCode;
+    return new BerthError(code, j.message ?? `HTTP ${status}`, { status });
+  } catch {
+    return new BerthError('INTERNAL', `HTTP ${status}: ${body.slice(0, 200)}`, { status });
+  }
+}
+
+export class BerthClient {
+  readonly socketPath: string;
+
+  constructor(host: string = DEFAULT_HOST) {
+    this.socketPath = socketPathOf(host);
+  }
+
+  private unavailable(e: Error): BerthError {
+    return new BerthError(
+      'DAEMON_UNAVAILABLE',
+      `Cannot connect to berthd at unix://${this.socketPath}: ${(e as NodeJS.ErrnoException).code ?? e.message}. Is it running?`,
+    );
+  }
+
+  private raw(
+    method: string,
+    path: string,
+    opts: { body?: unknown; stream?: Readable; contentType?: string } = {},
+  ): Promise<IncomingMessage> {
+    return new Promise((resolve, reject) => {
+      const headers: Record<string, string> = {};
+      let payload: string | undefined;
+      if (opts.body !== undefined) {
+        payload = JSON.stringify(opts.body);
+        headers['Content-Type'] = 'application/json';
+        headers['Content-Length'] = String(Buffer.byteLength(payload));
+      } else if (opts.stream) {
+        headers['Content-Type'] = opts.contentType ?? 'application/octet-stream';
+      }
+      const req = request({ socketPath: this.socketPath, method, path, headers });
+      req.on('response', resolve);
+      req.on('error', (e) => reject(this.unavailable(e)));
+      if (opts.stream) opts.stream.pipe(req);
+      else req.end(payload);
+    });
+  }
+
+  async call<T>(
+    method: string,
+    path: string,
+    opts: { body?: unknown; query?: Query; stream?: Readable; contentType?: string } = {},
+  ): Promise<{ status: number; data: T }> {
+    const res = await this.raw(method, withQuery(path, opts.query), opts);
+    const chunks: Buffer[] = [];
+    for await (const c of res) chunks.push(c as Buffer);
+    const text = Buffer.concat(chunks).toString();
+    const status = res.statusCode ?? 0;
+    if (status >= 400) throw toError(status, text);
+    const isJson = (res.headers['content-type'] ?? '').includes('json');
+    return { status, data: (isJson && text ? JSON.parse(text) : text) as T };
+  }
+
+  // Starts a request whose response body streams (wait, events): resolves when the
+  // headers arrive, which for wait means the daemon has registered the waiter.
+  async stream(method: string, path: string, query?: Query): Promise<IncomingMessage> {
+    const res = await this.raw(method, withQuery(path, query));
+    if ((res.statusCode ?? 0) >= 400) {
+      const chunks: Buffer[] = [];
+      for await (const c of res) chunks.push(c as Buffer);
+      throw toError(res.statusCode ?? 0, Buffer.concat(chunks).toString());
+    }
+    return res;
+  }
+
+  // Opens a hijacked bidirectional stream (attach, exec start).
+  upgrade(path: string, query?: Query): Promise<Socket> {
+    return new Promise((resolve, reject) => {
+      const req = request({
+        socketPath: this.socketPath,
+        method: 'POST',
+        path: withQuery(path, query),
+        headers: { Connection: 'Upgrade', Upgrade: 'tcp' },
+      });
+      req.on('upgrade', (_res, sock: Socket, head: Buffer) => {
+        if (head.length > 0) sock.unshift(head);
+        resolve(sock);
+      });
+      req.on('response', (res: IncomingMessage) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => reject(toError(res.statusCode ?? 0, Buffer.concat(chunks).toString())));
+      });
+      req.on('error', (e) => reject(this.unavailable(e)));
+      req.end();
+    });
+  }
+
+  // ---- typed calls ----
+
+  createContainer(body: CreateContainerRequest): Promise<CreateContainerResponse> {
+    return this.call<CreateContainerResponse>('POST', '/v1/containers', { body }).then(
+      (r) => r.data,
+    );
+  }
+  startContainer(id: string): Promise<void> {
+    return this.call('POST', `/v1/containers/${encodeURIComponent(id)}/start`).then(
+      () => undefined,
+    );
+  }
+  stopContainer(id: string, t?: number): Promise<void> {
+    return this.call('POST', `/v1/containers/${encodeURIComponent(id)}/stop`, {
+      query: { t },
+    }).then(() => undefined);
+  }
+  restartContainer(id: string, t?: number): Promise<void> {
+    return this.call('POST', `/v1/containers/${encodeURIComponent(id)}/restart`, {
+      query: { t },
+    }).then(() => undefined);
+  }
+  killContainer(id: string, signal?: string): Promise<void> {
+    return this.call('POST', `/v1/containers/${encodeURIComponent(id)}/kill`, {
+      query: { signal },
+    }).then(() => undefined);
+  }
+  removeContainer(id: string, force: boolean): Promise<void> {
+    return this.call('DELETE', `/v1/containers/${encodeURIComponent(id)}`, {
+      query: { force },
+    }).then(() => undefined);
+  }
+  inspectContainer(id: string): Promise<Record<string, unknown>> {
+    return this.call<Record<string, unknown>>(
+      'GET',
+      `/v1/containers/${encodeURIComponent(id)}`,
+    ).then((r) => r.data);
+  }
+  listContainers(all: boolean, filters?: Record<string, string[]>): Promise<ContainerSummary[]> {
+    return this.call<ContainerSummary[]>('GET', '/v1/containers', {
+      query: { all, filters: filters && JSON.stringify(filters) },
+    }).then((r) => r.data);
+  }
+  // Resolves once the daemon has registered the wait (so a start after it cannot race the
+  // exit); `result` settles when the condition holds. Wrapped in an object because an async
+  // function would otherwise flatten the inner promise.
+  async waitContainer(
+    id: string,
+    condition: WaitCondition,
+  ): Promise<{ result: Promise<WaitResult> }> {
+    const res = await this.stream('POST', `/v1/containers/${encodeURIComponent(id)}/wait`, {
+      condition,
+    });
+    const result = (async () => {
+      const chunks: Buffer[] = [];
+      for await (const c of res) chunks.push(c as Buffer);
+      const text = Buffer.concat(chunks).toString();
+      if (!text)
+        throw new BerthError('DAEMON_UNAVAILABLE', 'Connection to berthd closed while waiting');
+      return JSON.parse(text) as WaitResult;
+    })();
+    result.catch(() => undefined);
+    return { result };
+  }
+  attachContainer(id: string, stdin: boolean): Promise<Socket> {
+    return this.upgrade(`/v1/containers/${encodeURIComponent(id)}/attach`, {
+      stream: true,
+      stdin,
+      stdout: true,
+      stderr: true,
+    });
+  }
+  resizeContainer(id: string, h: number, w: number): Promise<void> {
+    return this.call('POST', `/v1/containers/${encodeURIComponent(id)}/resize`, {
+      query: { h, w },
+    }).then(() => undefined);
+  }
+  top(id: string): Promise<{ Titles: string[]; Processes: string[][] }> {
+    return this.call<{ Titles: string[]; Processes: string[][] }>(
+      'GET',
+      `/v1/containers/${encodeURIComponent(id)}/top`,
+    ).then((r) => r.data);
+  }
+  createExec(id: string, body: ExecRequest): Promise<{ Id: string }> {
+    return this.call<{ Id: string }>('POST', `/v1/containers/${encodeURIComponent(id)}/exec`, {
+      body,
+    }).then((r) => r.data);
+  }
+  startExec(execId: string): Promise<Socket> {
+    return this.upgrade(`/v1/exec/${execId}/start`);
+  }
+  inspectExec(execId: string): Promise<{ Running: boolean; ExitCode: number | null }> {
+    return this.call<{ Running: boolean; ExitCode: number | null }>(
+      'GET',
+      `/v1/exec/${execId}`,
+    ).then((r) => r.data);
+  }
+  resizeExec(execId: string, h: number, w: number): Promise<void> {
+    return this.call('POST', `/v1/exec/${execId}/resize`, { query: { h, w } }).then(
+      () => undefined,
+    );
+  }
+  listImages(): Promise<Record<string, unknown>[]> {
+    return this.call<Record<string, unknown>[]>('GET', '/v1/images').then((r) => r.data);
+  }
+  importImage(stream: Readable, repo: string): Promise<Record<string, unknown>> {
+    return this.call<Record<string, unknown>>('POST', '/v1/images/import', {
+      query: { repo },
+      stream,
+      contentType: 'application/x-tar',
+    }).then((r) => r.data);
+  }
+  version(): Promise<Record<string, unknown>> {
+    return this.call<Record<string, unknown>>('GET', '/v1/version').then((r) => r.data);
+  }
+}

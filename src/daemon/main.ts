@@ -1,0 +1,151 @@
+// The composition root: reads options, opens the store, builds the drivers, the engine and
+// the API in this one file, and handles signals. Nothing else constructs long-lived parts.
+import { existsSync } from 'node:fs';
+import { chmod, mkdir, rm } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Command } from 'commander';
+import pino from 'pino';
+import { buildApi } from '../api/server.ts';
+import { Cgroups } from '../cgroups/index.ts';
+import {
+  ContainerEngine,
+  DEFAULT_TMPFS,
+  EventBus,
+  ExecService,
+  ImageService,
+} from '../engine/index.ts';
+import { ImageFiles } from '../images/rootfs.ts';
+import { Runc } from '../runtime/runc.ts';
+import { Store } from '../store/index.ts';
+import { BerthError, errorMessage } from '../util/errors.ts';
+import { lockDataRoot } from './lock.ts';
+
+const here = dirname(fileURLToPath(import.meta.url));
+// dist/src/daemon -> repository root
+const repoRoot = resolve(here, '..', '..', '..');
+
+export interface DaemonOptions {
+  root: string;
+  runRoot: string;
+  socket: string;
+  runc: string;
+  monitor: string;
+  busybox: string;
+  cgroupParent: string;
+  pidsLimit: number;
+  logLevel: string;
+}
+
+export function daemonCommand(): Command {
+  return new Command('daemon')
+    .description('Run berthd, the container host agent')
+    .option('--root <dir>', 'data root (store, logs, images)', '/var/lib/berth')
+    .option('--run-root <dir>', 'run root (socket, bundles, monitor state)', '/run/berth')
+    .option('--socket <path>', 'API socket (default: RUN_ROOT/berth.sock)')
+    .option('--runc <path>', 'OCI runtime binary', '/usr/sbin/runc')
+    .option('--monitor <path>', 'berth-monitor binary', join(repoRoot, 'monitor', 'berth-monitor'))
+    .option('--busybox <path>', 'static busybox for the built-in image', '/bin/busybox')
+    .option('--cgroup-parent <name>', 'cgroup parent for containers', 'berth')
+    .option('--pids-limit <n>', 'default pids limit per container', (v) => Number(v), 4096)
+    .option('--log-level <level>', 'log level', 'info')
+    .action(async (o: Omit<DaemonOptions, 'socket'> & { socket?: string }) => {
+      const runRoot = resolve(o.runRoot);
+      await runDaemon({
+        ...o,
+        root: resolve(o.root),
+        runRoot,
+        socket: resolve(o.socket ?? join(runRoot, 'berth.sock')),
+      });
+    });
+}
+
+export async function runDaemon(o: DaemonOptions): Promise<void> {
+  const log = pino({ level: o.logLevel, base: { pid: process.pid } });
+  // Unix socket paths are limited to 108 bytes; a monitor's live under RUN_ROOT/c/<id>/.
+  if (join(o.runRoot, 'c', 'x'.repeat(64), 'attach.sock').length > 107) {
+    throw new BerthError(
+      'INVALID_ARGUMENT',
+      `Invalid run-root: ${o.runRoot} is too long for unix socket paths (max 28 characters)`,
+    );
+  }
+  for (const bin of [o.runc, o.monitor, o.busybox]) {
+    if (!existsSync(bin))
+      throw new BerthError('INVALID_ARGUMENT', `Missing ${bin}: run the set-up first (see README)`);
+  }
+  await mkdir(o.root, { recursive: true, mode: 0o711 });
+  await mkdir(join(o.root, 'images'), { recursive: true, mode: 0o700 });
+  await mkdir(join(o.root, 'containers'), { recursive: true, mode: 0o700 });
+  await mkdir(join(o.runRoot, 'c'), { recursive: true, mode: 0o700 });
+  const lock = lockDataRoot(o.root);
+
+  const store = new Store(join(o.root, 'berth.db'));
+  const events = new EventBus(store);
+  const cgroups = new Cgroups();
+  const runc = new Runc({ binary: o.runc, root: join(o.runRoot, 'runc') });
+  const images = new ImageService(store, new ImageFiles(join(o.root, 'images')), events);
+  const containers = new ContainerEngine(store, images, runc, cgroups, events, log, {
+    dataRoot: o.root,
+    runRoot: o.runRoot,
+    monitorBinary: o.monitor,
+    cgroupParent: o.cgroupParent,
+    pidsLimit: o.pidsLimit,
+    tmpfs: DEFAULT_TMPFS,
+    shmSizeBytes: 64 * 1024 * 1024,
+  });
+  const exec = new ExecService(containers, images, runc, o.monitor);
+  containers.init();
+  await images.seedBusybox(o.busybox);
+  const t0 = performance.now();
+  const rec = await containers.reconcile();
+  log.info({ ...rec, ms: Math.round(performance.now() - t0) }, 'containers reconciled');
+
+  const version = process.env['npm_package_version'] ?? '0.1.0';
+  const { app, upgrades } = buildApi({ containers, images, exec, events, version });
+  app.server.on('upgrade', (req, sock, head) => {
+    upgrades.handle(req, sock, head).catch((e: unknown) => {
+      log.error({ err: errorMessage(e) }, 'upgrade failed');
+      sock.destroy();
+    });
+  });
+  await rm(o.socket, { force: true });
+  await mkdir(dirname(o.socket), { recursive: true });
+  await app.listen({ path: o.socket });
+  await chmod(o.socket, 0o660);
+  store.tx(() =>
+    events.append({
+      type: 'daemon',
+      action: 'start',
+      actorId: String(process.pid),
+      attributes: { socket: o.socket },
+    }),
+  );
+  log.info(
+    { socket: o.socket, root: o.root, runRoot: o.runRoot, cgroup: cgroups.version },
+    'berthd ready',
+  );
+
+  let stopping = false;
+  const shutdown = async (sig: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ sig }, 'shutting down; containers keep running');
+    store.tx(() =>
+      events.append({
+        type: 'daemon',
+        action: 'stop',
+        actorId: String(process.pid),
+        attributes: { signal: sig },
+      }),
+    );
+    containers.detachAll();
+    // Hijacked streams (attach, logs -f) would hold close() open forever.
+    app.server.closeAllConnections();
+    await app.close().catch(() => undefined);
+    store.close();
+    lock.close();
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+}

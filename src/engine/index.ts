@@ -1,0 +1,5 @@
+export { ContainerEngine, DEFAULT_TMPFS, type ContainerEngineOptions } from './containers.ts';
+export { ExecService, type ExecSession } from './exec.ts';
+export { ImageService } from './images.ts';
+export { EventBus } from './events.ts';
+export { matchFilters, parseFilterArgs, validateFilters, type Filters } from './filters.ts';

@@ -1,0 +1,28 @@
+import { Database } from './db.ts';
+import { ContainerRepo } from './containers.ts';
+import { EventRepo } from './events.ts';
+import { ImageRepo } from './images.ts';
+
+export type * from '../types/domain.ts';
+
+export class Store {
+  readonly db: Database;
+  readonly containers: ContainerRepo;
+  readonly images: ImageRepo;
+  readonly events: EventRepo;
+
+  constructor(path: string) {
+    this.db = new Database(path);
+    this.containers = new ContainerRepo(this.db);
+    this.images = new ImageRepo(this.db);
+    this.events = new EventRepo(this.db);
+  }
+
+  tx<T>(fn: () => T): T {
+    return this.db.tx(fn);
+  }
+
+  close(): void {
+    this.db.close();
+  }
+}

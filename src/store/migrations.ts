@@ -1,0 +1,43 @@
+// Append only: a released migration is never edited; the index+1 is the schema version.
+export const MIGRATIONS: readonly string[] = [
+  `
+  CREATE TABLE containers (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    config TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    state TEXT NOT NULL,
+    pid INTEGER NOT NULL DEFAULT 0,
+    monitor_pid INTEGER NOT NULL DEFAULT 0,
+    exit_code INTEGER NOT NULL DEFAULT 0,
+    signal INTEGER NOT NULL DEFAULT 0,
+    oom_killed INTEGER NOT NULL DEFAULT 0,
+    started_at TEXT NOT NULL DEFAULT '',
+    finished_at TEXT NOT NULL DEFAULT '',
+    restart_count INTEGER NOT NULL DEFAULT 0,
+    error TEXT NOT NULL DEFAULT '',
+    stopped_by_user INTEGER NOT NULL DEFAULT 0
+  );
+  CREATE TABLE images (
+    id TEXT PRIMARY KEY,
+    created_at TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    config TEXT NOT NULL
+  );
+  CREATE TABLE image_tags (
+    repo TEXT NOT NULL,
+    tag TEXT NOT NULL,
+    image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+    PRIMARY KEY (repo, tag)
+  );
+  CREATE TABLE events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    time TEXT NOT NULL,
+    time_nano INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    action TEXT NOT NULL,
+    actor_id TEXT NOT NULL,
+    attributes TEXT NOT NULL
+  );
+  `,
+];

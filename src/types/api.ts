@@ -1,0 +1,55 @@
+// Request and response shapes of the native API, shared by the API, engine and client.
+
+export interface CreateContainerRequest {
+  image: string;
+  name?: string;
+  cmd?: string[];
+  entrypoint?: string[];
+  env?: string[];
+  workdir?: string;
+  user?: string;
+  hostname?: string;
+  labels?: Record<string, string>;
+  tty?: boolean;
+  openStdin?: boolean;
+  autoRemove?: boolean;
+  networkMode?: string;
+  stopSignal?: string;
+  stopTimeout?: number;
+  consoleSize?: [number, number];
+}
+
+export interface CreateContainerResponse {
+  Id: string;
+  Warnings: string[];
+}
+
+export interface ExecRequest {
+  cmd: string[];
+  env?: string[];
+  workdir?: string;
+  user?: string;
+  tty?: boolean;
+  stdin?: boolean;
+  consoleSize?: [number, number];
+}
+
+export type WaitCondition = 'not-running' | 'next-exit' | 'removed';
+
+export interface ContainerSummary {
+  Id: string;
+  Names: string[];
+  Image: string;
+  ImageID: string;
+  Command: string;
+  Created: number;
+  State: string;
+  Status: string;
+  Labels: Record<string, string>;
+  Pid: number;
+}
+
+export interface ErrorBody {
+  code: string;
+  message: string;
+}

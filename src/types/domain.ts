@@ -1,0 +1,78 @@
+// Domain records as the store keeps them. The engine owns their meaning; the store only
+// persists them.
+
+export type ContainerState =
+  'created' | 'starting' | 'running' | 'stopping' | 'exited' | 'removing';
+export type NetworkMode = 'none' | 'host';
+
+export interface ContainerConfig {
+  readonly image: string;
+  readonly imageId: string;
+  readonly cmd: readonly string[];
+  readonly entrypoint: readonly string[];
+  readonly env: readonly string[];
+  readonly workdir: string;
+  readonly user: string;
+  readonly hostname: string;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly tty: boolean;
+  readonly openStdin: boolean;
+  readonly autoRemove: boolean;
+  readonly networkMode: NetworkMode;
+  readonly stopSignal: string;
+  readonly stopTimeout: number;
+  // Rows and columns of the client's terminal at create, so the first output is laid out
+  // right before any resize can arrive.
+  readonly consoleSize?: readonly [number, number];
+}
+
+export interface ContainerRecord {
+  readonly id: string;
+  readonly name: string;
+  readonly config: ContainerConfig;
+  readonly createdAt: string;
+  readonly state: ContainerState;
+  readonly pid: number;
+  readonly monitorPid: number;
+  readonly exitCode: number;
+  readonly signal: number;
+  readonly oomKilled: boolean;
+  readonly startedAt: string;
+  readonly finishedAt: string;
+  readonly restartCount: number;
+  readonly error: string;
+  readonly stoppedByUser: boolean;
+}
+
+export type ContainerUpdate = Partial<Omit<ContainerRecord, 'id' | 'config' | 'createdAt'>>;
+
+export interface ImageConfig {
+  readonly env: readonly string[];
+  readonly cmd: readonly string[];
+  readonly entrypoint: readonly string[];
+  readonly workdir: string;
+  readonly user: string;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly stopSignal: string;
+}
+
+export interface ImageRecord {
+  readonly id: string;
+  readonly repo: string;
+  readonly tag: string;
+  readonly createdAt: string;
+  readonly size: number;
+  readonly config: ImageConfig;
+}
+
+export interface EventRecord {
+  readonly seq: number;
+  readonly time: string;
+  readonly timeNano: bigint;
+  readonly type: 'container' | 'image' | 'daemon';
+  readonly action: string;
+  readonly actorId: string;
+  readonly attributes: Readonly<Record<string, string>>;
+}
+
+export type NewEvent = Omit<EventRecord, 'seq' | 'time' | 'timeNano'>;

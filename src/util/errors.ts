@@ -1,0 +1,91 @@
+// The error catalogue. Codes are stable: once published, a code keeps its meaning and is
+// never reused. Only the API maps a class to an HTTP status (api/errors.ts).
+
+export type ErrorClass =
+  | 'NotFound'
+  | 'AlreadyExists'
+  | 'InvalidArgument'
+  | 'FailedPrecondition'
+  | 'Conflict'
+  | 'Unavailable'
+  | 'Internal';
+
+export const ERROR_CODES = {
+  INVALID_ARGUMENT: {
+    class: 'InvalidArgument',
+    doc: 'A request field has a bad value; the message names the field',
+  },
+  CONTAINER_NOT_FOUND: { class: 'NotFound', doc: 'No container has that id, id prefix or name' },
+  CONTAINER_AMBIGUOUS: {
+    class: 'InvalidArgument',
+    doc: 'An id prefix matches more than one container',
+  },
+  CONTAINER_NAME_IN_USE: { class: 'AlreadyExists', doc: 'Another container already has that name' },
+  CONTAINER_NOT_RUNNING: {
+    class: 'FailedPrecondition',
+    doc: 'The operation needs a running container',
+  },
+  CONTAINER_RUNNING: {
+    class: 'Conflict',
+    doc: 'The operation needs a stopped container (use force to override where offered)',
+  },
+  CONTAINER_BUSY: { class: 'Conflict', doc: 'Another operation on the container is in progress' },
+  IMAGE_NOT_FOUND: { class: 'NotFound', doc: 'No local image has that name or id' },
+  IMAGE_INVALID: {
+    class: 'InvalidArgument',
+    doc: 'An image archive or root filesystem could not be used',
+  },
+  COMMAND_NOT_FOUND: {
+    class: 'FailedPrecondition',
+    doc: 'The command to run does not exist in the container (exit 127)',
+  },
+  COMMAND_NOT_EXECUTABLE: {
+    class: 'FailedPrecondition',
+    doc: 'The command to run cannot be executed (exit 126)',
+  },
+  USER_NOT_FOUND: { class: 'InvalidArgument', doc: 'The user or group is not in the image' },
+  RUNTIME_FAILED: {
+    class: 'Internal',
+    doc: 'The OCI runtime or the monitor failed; the message carries its error',
+  },
+  MONITOR_LOST: { class: 'Unavailable', doc: 'The container monitor is gone' },
+  DAEMON_UNAVAILABLE: { class: 'Unavailable', doc: 'berthd cannot be reached on its socket' },
+  DAEMON_ALREADY_RUNNING: {
+    class: 'FailedPrecondition',
+    doc: 'Another berthd already uses this data root',
+  },
+  EXEC_NOT_FOUND: { class: 'NotFound', doc: 'No exec session has that id' },
+  NOT_IMPLEMENTED: {
+    class: 'FailedPrecondition',
+    doc: 'The endpoint or option is not supported by berth',
+  },
+  INTERNAL: { class: 'Internal', doc: 'An unexpected failure inside berthd' },
+} as const satisfies Record<string, { class: ErrorClass; doc: string }>;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export class BerthError extends Error {
+  readonly code: ErrorCode;
+  readonly class: ErrorClass;
+  readonly details: Record<string, unknown> | undefined;
+
+  constructor(code: ErrorCode, message: string, details?: Record<string, unknown>) {
+    super(message);
+    this.name = 'BerthError';
+    this.code = code;
+    this.class = ERROR_CODES[code].class;
+    this.details = details;
+  }
+}
+
+export function isBerthError(e: unknown, code?: ErrorCode): e is BerthError {
+  return e instanceof BerthError && (code === undefined || e.code === code);
+}
+
+export function invalid(field: string, message: string): BerthError {
+  return new BerthError('INVALID_ARGUMENT', `Invalid ${field}: ${message}`, { field });
+}
+
+export function errorMessage(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}

@@ -1,0 +1,202 @@
+// Starts a real berthd on a temporary data root, run root and socket, and checks after a
+// test that nothing it made is left: runc state, cgroups, monitors, bundle directories.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { BerthClient } from '../../src/client/index.ts';
+
+export const REPO = resolve(import.meta.dirname, '..', '..', '..');
+export const MAIN = join(REPO, 'dist', 'src', 'main.js');
+
+export interface RunResult {
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+export class TestDaemon {
+  readonly dir: string;
+  readonly root: string;
+  readonly runRoot: string;
+  readonly socket: string;
+  readonly client: BerthClient;
+  private proc: ChildProcess | undefined;
+  private logs = '';
+
+  private constructor(dir: string) {
+    this.dir = dir;
+    this.root = join(dir, 'data');
+    this.runRoot = join(dir, 'run');
+    this.socket = join(this.runRoot, 'berth.sock');
+    this.client = new BerthClient(`unix://${this.socket}`);
+  }
+
+  static async start(): Promise<TestDaemon> {
+    const d = new TestDaemon(await mkdtemp('/tmp/bt-'));
+    await d.startProcess();
+    return d;
+  }
+
+  get pid(): number {
+    return this.proc?.pid ?? 0;
+  }
+
+  get log(): string {
+    return this.logs;
+  }
+
+  async startProcess(): Promise<void> {
+    const p = spawn(process.execPath, [MAIN, 'daemon', '--root', this.root, '--run-root', this.runRoot, '--log-level', 'debug'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    this.proc = p;
+    p.stdout?.on('data', (b: Buffer) => (this.logs += b.toString()));
+    p.stderr?.on('data', (b: Buffer) => (this.logs += b.toString()));
+    const deadline = Date.now() + 15_000;
+    while (Date.now() < deadline) {
+      if (p.exitCode !== null) throw new Error(`berthd exited ${p.exitCode}: ${this.logs}`);
+      if (this.logs.includes('berthd ready')) return;
+      await sleep(20);
+    }
+    throw new Error(`berthd did not become ready: ${this.logs}`);
+  }
+
+  // kill -9: what a crash looks like to the containers.
+  async kill9(): Promise<void> {
+    const p = this.proc;
+    if (!p || p.exitCode !== null) return;
+    const exited = new Promise((r) => p.once('exit', r));
+    p.kill('SIGKILL');
+    await exited;
+  }
+
+  async stopProcess(): Promise<void> {
+    const p = this.proc;
+    if (!p || p.exitCode !== null || p.signalCode !== null) return;
+    const exited = new Promise((r) => p.once('exit', r));
+    p.kill('SIGTERM');
+    await exited;
+  }
+
+  // Runs the real `berth` CLI against this daemon.
+  berth(args: readonly string[], opts: { input?: string; timeoutMs?: number } = {}): Promise<RunResult> {
+    return runCommand(process.execPath, [MAIN, ...args], { ...opts, env: { ...process.env, BERTH_HOST: `unix://${this.socket}` } });
+  }
+
+  async berthOk(args: readonly string[]): Promise<string> {
+    const r = await this.berth(args);
+    if (r.code !== 0) throw new Error(`berth ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
+    return r.stdout;
+  }
+
+  // Removes every container through the API, stops berthd, then asserts nothing leaked.
+  async destroy(): Promise<void> {
+    try {
+      if (this.proc && this.proc.exitCode === null && this.proc.signalCode === null) {
+        const all = await this.client.listContainers(true).catch(() => []);
+        await Promise.all(all.map((c) => this.client.removeContainer(c.Id, true).catch(() => undefined)));
+      }
+    } finally {
+      await this.stopProcess();
+    }
+    const leaks = this.leaks();
+    // Whatever the test did, never leave containers behind on the machine.
+    if (leaks.length > 0) await this.forceCleanup();
+    await rm(this.dir, { recursive: true, force: true });
+    if (leaks.length > 0) throw new Error(`leaked: ${leaks.join('; ')}`);
+  }
+
+  // Everything berth creates for a container, looked up on the host.
+  leaks(ids?: readonly string[]): string[] {
+    const out: string[] = [];
+    const runcRoot = join(this.runRoot, 'runc');
+    if (existsSync(runcRoot)) for (const e of readdirSync(runcRoot)) out.push(`runc state ${e}`);
+    const cdir = join(this.runRoot, 'c');
+    if (existsSync(cdir)) for (const e of readdirSync(cdir)) if (!ids || ids.includes(e)) out.push(`state dir ${e}`);
+    for (const pid of monitorPids(this.runRoot)) out.push(`monitor process ${pid}`);
+    for (const id of ids ?? []) out.push(...cgroupLeaks(id));
+    if (readFileSync('/proc/mounts', 'utf8').includes(this.dir)) out.push('mount under test root');
+    return out;
+  }
+
+  private async forceCleanup(): Promise<void> {
+    for (const pid of monitorPids(this.runRoot)) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+    }
+    const runcRoot = join(this.runRoot, 'runc');
+    if (existsSync(runcRoot)) {
+      for (const id of readdirSync(runcRoot)) {
+        await runCommand('/usr/sbin/runc', ['--root', runcRoot, 'delete', '--force', id]);
+      }
+    }
+  }
+}
+
+export function monitorPids(marker: string): number[] {
+  const pids: number[] = [];
+  for (const e of readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      const cmd = readFileSync(`/proc/${e}/cmdline`, 'utf8');
+      if (cmd.includes('berth-monitor') && cmd.includes(marker)) pids.push(Number(e));
+    } catch {
+      /* raced with exit */
+    }
+  }
+  return pids;
+}
+
+export function cgroupLeaks(id: string): string[] {
+  const out: string[] = [];
+  const base = '/sys/fs/cgroup';
+  for (const h of readdirSync(base)) {
+    const p = join(base, h, 'berth', id);
+    if (existsSync(p)) out.push(`cgroup ${p}`);
+  }
+  return out;
+}
+
+export function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export function runCommand(
+  file: string,
+  args: readonly string[],
+  opts: { input?: string; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {},
+): Promise<RunResult> {
+  return new Promise((resolveRun, reject) => {
+    const p = spawn(file, args, { stdio: ['pipe', 'pipe', 'pipe'], env: opts.env ?? process.env });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
+    p.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+    const timer = setTimeout(() => p.kill('SIGKILL'), opts.timeoutMs ?? 60_000);
+    p.on('error', reject);
+    p.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolveRun({ code: code ?? (signal ? -1 : 0), stdout, stderr });
+    });
+    p.stdin.end(opts.input ?? '');
+  });
+}
+
+export async function waitFor(cond: () => boolean | Promise<boolean>, ms = 10_000, what = 'condition'): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (await cond()) return;
+    await sleep(25);
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
