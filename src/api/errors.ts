@@ -14,6 +14,7 @@ const STATUS: Record<ErrorClass, number> = {
 
 export function statusFor(e: BerthError): number {
   if (e.code === 'NOT_IMPLEMENTED') return 501;
+  if (e.code === 'REQUEST_TOO_LARGE') return 413;
   if (e.code === 'COMMAND_NOT_FOUND' || e.code === 'COMMAND_NOT_EXECUTABLE') return 400;
   return STATUS[e.class];
 }
@@ -38,6 +39,9 @@ export function toBerthError(err: unknown): BerthError {
     const field = [path, prop].filter(Boolean).join('.') || e.validationContext || 'request';
     const what = v?.params?.['additionalProperty'] ? 'unknown field' : (v?.message ?? 'invalid');
     return new BerthError('INVALID_ARGUMENT', `Invalid ${field}: ${what}`, { field });
+  }
+  if (e.statusCode === 413) {
+    return new BerthError('REQUEST_TOO_LARGE', `Invalid body: ${e.message}`, { field: 'body' });
   }
   if (e.statusCode !== undefined && e.statusCode >= 400 && e.statusCode < 500) {
     return new BerthError('INVALID_ARGUMENT', `Invalid request: ${e.message}`, {

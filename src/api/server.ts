@@ -89,7 +89,7 @@ export function buildApi(deps: ApiDeps): { app: FastifyInstance; upgrades: Upgra
   const app = Fastify({
     logger: false,
     bodyLimit: 1024 * 1024,
-    ajv: { customOptions: { allErrors: false, coerceTypes: 'array' } },
+    ajv: { customOptions: { allErrors: false, coerceTypes: true, removeAdditional: false } },
   });
 
   app.setErrorHandler((err, _req, reply) => errorReply(reply, toBerthError(err)));

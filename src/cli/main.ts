@@ -183,7 +183,9 @@ export function buildProgram(
     .option('-H, --host <url>', 'berthd socket', process.env['BERTH_HOST'] ?? DEFAULT_HOST)
     .enablePositionalOptions()
     .showHelpAfterError(false)
-    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) })
+    // Before any subcommand exists, so every one inherits it: usage errors exit 125.
+    .exitOverride();
 
   const client = () => new BerthClient((program.opts() as { host: string }).host);
 
@@ -611,7 +613,6 @@ async function forEach(names: string[], fn: (n: string) => Promise<void>): Promi
 
 export async function runCli(argv: string[]): Promise<number> {
   const program = buildProgram();
-  program.exitOverride();
   try {
     await program.parseAsync(argv);
     return 0;

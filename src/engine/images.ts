@@ -80,12 +80,7 @@ export class ImageService {
       const byId = this.store.images.byIdPrefix(hex);
       if (byId.length === 1 && byId[0]) return byId[0];
     }
-    let parsed;
-    try {
-      parsed = parseImageRef(ref);
-    } catch {
-      throw new BerthError('IMAGE_NOT_FOUND', `No such image: ${ref}`, { field: 'image' });
-    }
+    const parsed = parseImageRef(ref);
     const img = this.store.images.byTag(parsed.repo, parsed.tag);
     if (!img)
       throw new BerthError('IMAGE_NOT_FOUND', `No such image: ${parsed.repo}:${parsed.tag}`, {

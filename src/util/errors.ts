@@ -11,6 +11,7 @@ export type ErrorClass =
   | 'Internal';
 
 export const ERROR_CODES = {
+  REQUEST_TOO_LARGE: { class: 'InvalidArgument', doc: 'The request body is over the size limit' },
   INVALID_ARGUMENT: {
     class: 'InvalidArgument',
     doc: 'A request field has a bad value; the message names the field',

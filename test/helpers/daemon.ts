@@ -48,6 +48,7 @@ export class TestDaemon {
   }
 
   async startProcess(): Promise<void> {
+    this.logs = '';
     const p = spawn(process.execPath, [MAIN, 'daemon', '--root', this.root, '--run-root', this.runRoot, '--log-level', 'debug'], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -82,7 +83,7 @@ export class TestDaemon {
 
   // Runs the real `berth` CLI against this daemon.
   berth(args: readonly string[], opts: { input?: string; timeoutMs?: number } = {}): Promise<RunResult> {
-    return runCommand(process.execPath, [MAIN, ...args], { ...opts, env: { ...process.env, BERTH_HOST: `unix://${this.socket}` } });
+    return runCommand(process.execPath, ['--', MAIN, ...args], { ...opts, env: { ...process.env, BERTH_HOST: `unix://${this.socket}` } });
   }
 
   async berthOk(args: readonly string[]): Promise<string> {

@@ -149,14 +149,14 @@ describe('container lifecycle', () => {
   it('-it gives an interactive terminal, with resize, for run and exec', async () => {
     // script(1) provides the pseudo-terminal the CLI runs on.
     const env = { ...process.env, BERTH_HOST: `unix://${d.socket}` };
-    const cmd = `stty rows 33 cols 99; ${process.execPath} ${MAIN} run -it --rm busybox sh -c 'tty; stty size; exit 7'`;
+    const cmd = `stty rows 33 cols 99; ${process.execPath} -- ${MAIN} run -it --rm busybox sh -c 'tty; stty size; exit 7'`;
     const r = await runCommand('script', ['-qec', cmd, '/dev/null'], { env });
     assert.equal(r.code, 7, r.stdout + r.stderr);
     assert.match(r.stdout, /\/dev\/pts\/\d+/);
     assert.match(r.stdout, /33 99/);
 
     const id = (await d.berthOk(['run', '-d', 'busybox', 'sleep', '300'])).trim();
-    const cmd2 = `stty rows 21 cols 77; ${process.execPath} ${MAIN} exec -it ${id} sh -c 'tty; stty size; exit 4'`;
+    const cmd2 = `stty rows 21 cols 77; ${process.execPath} -- ${MAIN} exec -it ${id} sh -c 'tty; stty size; exit 4'`;
     const e = await runCommand('script', ['-qec', cmd2, '/dev/null'], { env });
     assert.equal(e.code, 4, e.stdout + e.stderr);
     assert.match(e.stdout, /\/dev\/pts\/\d+/);
