@@ -42,7 +42,7 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
   npm ci --no-audit --no-fund --loglevel=error
 fi
 
-log "build (tsc, berth-monitor)"
+log "build and type check (tsc), berth-monitor"
 npx tsc -p tsconfig.json
 make -s -C monitor
 

@@ -30,7 +30,7 @@ berth run --rm busybox echo "hello from a berth container"
 cat <<'MSG'
 
 Try next:
-  berth run -d --name web busybox httpd -f -p 8080   # a detached container
+  berth run -d --name web busybox sh -c 'while true; do date; sleep 5; done'   # a detached container
   berth ps                                            # what is running
   berth exec -it web sh                               # a shell inside it
   berth inspect -f '{{.State.Pid}}' web               # Docker's templates work

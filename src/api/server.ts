@@ -30,7 +30,10 @@ export interface ApiDeps {
 
 const StrList = Type.Array(Type.String({ maxLength: 65536 }), { maxItems: 4096 });
 
-const ConsoleSize = Type.Tuple([Type.Integer({ minimum: 1, maximum: 65535 }), Type.Integer({ minimum: 1, maximum: 65535 })]);
+const ConsoleSize = Type.Tuple([
+  Type.Integer({ minimum: 1, maximum: 65535 }),
+  Type.Integer({ minimum: 1, maximum: 65535 }),
+]);
 
 const CreateBody = Type.Object(
   {

@@ -146,7 +146,9 @@ function createRequest(image: string, cmd: string[], f: CreateFlags): CreateCont
 }
 
 function terminalSize(): [number, number] | undefined {
-  return process.stdout.isTTY && process.stdout.rows > 0 ? [process.stdout.rows, process.stdout.columns] : undefined;
+  return process.stdout.isTTY && process.stdout.rows > 0
+    ? [process.stdout.rows, process.stdout.columns]
+    : undefined;
 }
 
 function psRow(c: ContainerSummary): Record<string, unknown> {
@@ -360,8 +362,8 @@ export function buildProgram(
         };
         if (f.workdir !== undefined) body.workdir = f.workdir;
         if (f.user !== undefined) body.user = f.user;
-      const size = f.tty ? terminalSize() : undefined;
-      if (size) body.consoleSize = size;
+        const size = f.tty ? terminalSize() : undefined;
+        if (size) body.consoleSize = size;
         const { Id } = await api.createExec(name, body);
         const sock = await api.startExec(Id);
         const opts = {

@@ -173,7 +173,8 @@ export class ExecService {
       child.on('error', () => resolve(126));
       child.on('close', (code, signal) => {
         conn.off('close', onGone);
-        if (code === 255 && /executable file not found|no such file or directory/.test(errTail)) resolve(127);
+        if (code === 255 && /executable file not found|no such file or directory/.test(errTail))
+          resolve(127);
         else if (code === 255 && /permission denied|exec format error/.test(errTail)) resolve(126);
         else resolve(code ?? (signal ? 128 + (signalNumber(signal) ?? 9) : 126));
       });

@@ -113,7 +113,8 @@ export function buildProcess(p: ProcessInput): Record<string, unknown> {
     noNewPrivileges: true,
     rlimits: [{ type: 'RLIMIT_NOFILE', hard: p.nofileLimit, soft: p.nofileLimit }],
   };
-  if (p.terminal && p.consoleSize) proc['consoleSize'] = { height: p.consoleSize[0], width: p.consoleSize[1] };
+  if (p.terminal && p.consoleSize)
+    proc['consoleSize'] = { height: p.consoleSize[0], width: p.consoleSize[1] };
   return proc;
 }
 

@@ -49,9 +49,13 @@ export class TestDaemon {
 
   async startProcess(): Promise<void> {
     this.logs = '';
-    const p = spawn(process.execPath, [MAIN, 'daemon', '--root', this.root, '--run-root', this.runRoot, '--log-level', 'debug'], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const p = spawn(
+      process.execPath,
+      [MAIN, 'daemon', '--root', this.root, '--run-root', this.runRoot, '--log-level', 'debug'],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     this.proc = p;
     p.stdout?.on('data', (b: Buffer) => (this.logs += b.toString()));
     p.stderr?.on('data', (b: Buffer) => (this.logs += b.toString()));
@@ -82,8 +86,14 @@ export class TestDaemon {
   }
 
   // Runs the real `berth` CLI against this daemon.
-  berth(args: readonly string[], opts: { input?: string; timeoutMs?: number } = {}): Promise<RunResult> {
-    return runCommand(process.execPath, ['--', MAIN, ...args], { ...opts, env: { ...process.env, BERTH_HOST: `unix://${this.socket}` } });
+  berth(
+    args: readonly string[],
+    opts: { input?: string; timeoutMs?: number } = {},
+  ): Promise<RunResult> {
+    return runCommand(process.execPath, ['--', MAIN, ...args], {
+      ...opts,
+      env: { ...process.env, BERTH_HOST: `unix://${this.socket}` },
+    });
   }
 
   async berthOk(args: readonly string[]): Promise<string> {
@@ -97,7 +107,9 @@ export class TestDaemon {
     try {
       if (this.proc && this.proc.exitCode === null && this.proc.signalCode === null) {
         const all = await this.client.listContainers(true).catch(() => []);
-        await Promise.all(all.map((c) => this.client.removeContainer(c.Id, true).catch(() => undefined)));
+        await Promise.all(
+          all.map((c) => this.client.removeContainer(c.Id, true).catch(() => undefined)),
+        );
       }
     } finally {
       await this.stopProcess();
@@ -115,7 +127,8 @@ export class TestDaemon {
     const runcRoot = join(this.runRoot, 'runc');
     if (existsSync(runcRoot)) for (const e of readdirSync(runcRoot)) out.push(`runc state ${e}`);
     const cdir = join(this.runRoot, 'c');
-    if (existsSync(cdir)) for (const e of readdirSync(cdir)) if (!ids || ids.includes(e)) out.push(`state dir ${e}`);
+    if (existsSync(cdir))
+      for (const e of readdirSync(cdir)) if (!ids || ids.includes(e)) out.push(`state dir ${e}`);
     for (const pid of monitorPids(this.runRoot)) out.push(`monitor process ${pid}`);
     for (const id of ids ?? []) out.push(...cgroupLeaks(id));
     if (readFileSync('/proc/mounts', 'utf8').includes(this.dir)) out.push('mount under test root');
@@ -189,11 +202,16 @@ export function runCommand(
       clearTimeout(timer);
       resolveRun({ code: code ?? (signal ? -1 : 0), stdout, stderr });
     });
+    p.stdin.on('error', () => undefined); // a command that never reads its stdin
     p.stdin.end(opts.input ?? '');
   });
 }
 
-export async function waitFor(cond: () => boolean | Promise<boolean>, ms = 10_000, what = 'condition'): Promise<void> {
+export async function waitFor(
+  cond: () => boolean | Promise<boolean>,
+  ms = 10_000,
+  what = 'condition',
+): Promise<void> {
   const deadline = Date.now() + ms;
   while (Date.now() < deadline) {
     if (await cond()) return;

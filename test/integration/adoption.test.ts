@@ -19,16 +19,32 @@ describe('re-adoption after kill -9 of berthd', () => {
     await d.destroy();
   });
 
-  const inspectAll = async (ids: string[]) => JSON.parse(await d.berthOk(['inspect', ...ids])) as State[];
+  const inspectAll = async (ids: string[]) =>
+    JSON.parse(await d.berthOk(['inspect', ...ids])) as State[];
 
   it('keeps ten containers running, records one that exits while down, and controls them all again', async () => {
     const ids: string[] = [];
     for (let i = 0; i < 10; i++) {
       // Each prints a line a tenth of a second, so logging across the outage is visible.
-      ids.push((await d.berthOk(['run', '-d', '--name', `keep${i}`, 'busybox', 'sh', '-c', "trap 'exit 0' TERM; i=0; while true; do echo line$i; i=$((i+1)); sleep 0.1; done"])).trim());
+      ids.push(
+        (
+          await d.berthOk([
+            'run',
+            '-d',
+            '--name',
+            `keep${i}`,
+            'busybox',
+            'sh',
+            '-c',
+            "trap 'exit 0' TERM; i=0; while true; do echo line$i; i=$((i+1)); sleep 0.1; done",
+          ])
+        ).trim(),
+      );
     }
     // One more that will exit by itself while berthd is down.
-    const short = (await d.berthOk(['run', '-d', '--name', 'short', 'busybox', 'sh', '-c', 'sleep 1; exit 7'])).trim();
+    const short = (
+      await d.berthOk(['run', '-d', '--name', 'short', 'busybox', 'sh', '-c', 'sleep 1; exit 7'])
+    ).trim();
     const before = await inspectAll(ids);
     const pids = before.map((s) => s.State.Pid);
     assert.ok(pids.every((p) => p > 0 && pidAlive(p)));
@@ -40,7 +56,10 @@ describe('re-adoption after kill -9 of berthd', () => {
     const logSize = (id: string) => readFileSync(`${d.root}/containers/${id}/container.log`).length;
     const sizes = ids.map(logSize);
     await sleep(300);
-    assert.ok(ids.every((id, i) => logSize(id) > (sizes[i] ?? 0)), 'containers keep logging with berthd down');
+    assert.ok(
+      ids.every((id, i) => logSize(id) > (sizes[i] ?? 0)),
+      'containers keep logging with berthd down',
+    );
 
     const tDown = Date.now();
     await d.startProcess();
@@ -72,9 +91,25 @@ describe('re-adoption after kill -9 of berthd', () => {
     const id = (await d.berthOk(['run', '-d', 'busybox', 'sh', '-c', 'sleep 2; exit 9'])).trim();
     await d.kill9();
     await d.startProcess();
-    assert.equal((await inspectAll([id]))[0]?.State.Status, 'running', 'adopted while still running');
+    assert.equal(
+      (await inspectAll([id]))[0]?.State.Status,
+      'running',
+      'adopted while still running',
+    );
     assert.equal((await d.berthOk(['wait', id])).trim(), '9');
     await d.berthOk(['rm', id]);
+  });
+
+  it('a clean SIGTERM of berthd also leaves containers running', async () => {
+    const id = (await d.berthOk(['run', '-d', 'busybox', 'sleep', '300'])).trim();
+    const pid = (await inspectAll([id]))[0]?.State.Pid ?? 0;
+    await d.stopProcess();
+    await sleep(300);
+    assert.ok(pidAlive(pid));
+    await d.startProcess();
+    assert.equal((await inspectAll([id]))[0]?.State.Pid, pid);
+    await d.berthOk(['rm', '-f', id]);
+    assert.deepEqual(d.leaks([id]), []);
   });
 
   it('refuses a second berthd on the same data root', async () => {

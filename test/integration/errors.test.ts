@@ -4,13 +4,27 @@ import { request } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { TestDaemon } from '../helpers/daemon.ts';
 
-function rawRequest(socket: string, method: string, path: string, body?: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
+function rawRequest(
+  socket: string,
+  method: string,
+  path: string,
+  body?: string,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = request({ socketPath: socket, method, path, headers: body === undefined ? headers : { 'Content-Type': 'application/json', ...headers } }, (res) => {
-      let b = '';
-      res.on('data', (c: Buffer) => (b += c.toString()));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: b }));
-    });
+    const req = request(
+      {
+        socketPath: socket,
+        method,
+        path,
+        headers: body === undefined ? headers : { 'Content-Type': 'application/json', ...headers },
+      },
+      (res) => {
+        let b = '';
+        res.on('data', (c: Buffer) => (b += c.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: b }));
+      },
+    );
     req.on('error', reject);
     req.end(body);
   });
@@ -31,22 +45,102 @@ describe('errors', () => {
   };
 
   const cases: { name: string; args: string[]; code: number; stderr: RegExp }[] = [
-    { name: 'unknown image', args: ['run', 'nosuchimage', 'true'], code: 125, stderr: /No such image: nosuchimage:latest/ },
-    { name: 'bad image name', args: ['run', 'Bad/Name!', 'true'], code: 125, stderr: /Invalid image/ },
-    { name: 'command not in the image', args: ['run', '--rm', 'busybox', 'no-such-cmd'], code: 127, stderr: /no-such-cmd.*not found/ },
-    { name: 'command not executable', args: ['run', '--rm', 'busybox', '/etc/passwd'], code: 126, stderr: /permission denied/ },
-    { name: 'bad name', args: ['run', '--name', 'no spaces', 'busybox', 'true'], code: 125, stderr: /Invalid name/ },
-    { name: 'bad env', args: ['run', '-e', '=x', 'busybox', 'true'], code: 125, stderr: /Invalid env/ },
-    { name: 'bad stop timeout', args: ['run', '--stop-timeout', 'soon', 'busybox', 'true'], code: 125, stderr: /Invalid stop-timeout/ },
-    { name: 'bad network', args: ['run', '--network', 'bogus', 'busybox', 'true'], code: 125, stderr: /Invalid networkMode/ },
-    { name: 'unknown user', args: ['run', '-u', 'ghost', 'busybox', 'true'], code: 125, stderr: /no user "ghost"/ },
-    { name: 'relative workdir', args: ['run', '-w', 'rel', 'busybox', 'true'], code: 125, stderr: /Invalid workdir/ },
-    { name: 'bad signal', args: ['run', '--stop-signal', 'SIGNOPE', 'busybox', 'true'], code: 125, stderr: /Invalid stopSignal/ },
-    { name: 'unknown container', args: ['stop', 'ghost'], code: 125, stderr: /No such container: ghost/ },
-    { name: 'unknown flag', args: ['run', '--no-such-flag', 'busybox'], code: 125, stderr: /unknown option/ },
-    { name: 'bad filter', args: ['ps', '--filter', 'colour=red'], code: 125, stderr: /Invalid filter/ },
-    { name: 'bad format', args: ['ps', '--format', '{{.Names'], code: 125, stderr: /Invalid format/ },
-    { name: 'missing env file', args: ['run', '--env-file', '/nonexistent', 'busybox', 'true'], code: 125, stderr: /Invalid env-file/ },
+    {
+      name: 'unknown image',
+      args: ['run', 'nosuchimage', 'true'],
+      code: 125,
+      stderr: /No such image: nosuchimage:latest/,
+    },
+    {
+      name: 'bad image name',
+      args: ['run', 'Bad/Name!', 'true'],
+      code: 125,
+      stderr: /Invalid image/,
+    },
+    {
+      name: 'command not in the image',
+      args: ['run', '--rm', 'busybox', 'no-such-cmd'],
+      code: 127,
+      stderr: /no-such-cmd.*not found/,
+    },
+    {
+      name: 'command not executable',
+      args: ['run', '--rm', 'busybox', '/etc/passwd'],
+      code: 126,
+      stderr: /permission denied/,
+    },
+    {
+      name: 'bad name',
+      args: ['run', '--name', 'no spaces', 'busybox', 'true'],
+      code: 125,
+      stderr: /Invalid name/,
+    },
+    {
+      name: 'bad env',
+      args: ['run', '-e', '=x', 'busybox', 'true'],
+      code: 125,
+      stderr: /Invalid env/,
+    },
+    {
+      name: 'bad stop timeout',
+      args: ['run', '--stop-timeout', 'soon', 'busybox', 'true'],
+      code: 125,
+      stderr: /Invalid stop-timeout/,
+    },
+    {
+      name: 'bad network',
+      args: ['run', '--network', 'bogus', 'busybox', 'true'],
+      code: 125,
+      stderr: /Invalid networkMode/,
+    },
+    {
+      name: 'unknown user',
+      args: ['run', '-u', 'ghost', 'busybox', 'true'],
+      code: 125,
+      stderr: /no user "ghost"/,
+    },
+    {
+      name: 'relative workdir',
+      args: ['run', '-w', 'rel', 'busybox', 'true'],
+      code: 125,
+      stderr: /Invalid workdir/,
+    },
+    {
+      name: 'bad signal',
+      args: ['run', '--stop-signal', 'SIGNOPE', 'busybox', 'true'],
+      code: 125,
+      stderr: /Invalid stopSignal/,
+    },
+    {
+      name: 'unknown container',
+      args: ['stop', 'ghost'],
+      code: 125,
+      stderr: /No such container: ghost/,
+    },
+    {
+      name: 'unknown flag',
+      args: ['run', '--no-such-flag', 'busybox'],
+      code: 125,
+      stderr: /unknown option/,
+    },
+    {
+      name: 'bad filter',
+      args: ['ps', '--filter', 'colour=red'],
+      code: 125,
+      stderr: /Invalid filter/,
+    },
+    {
+      name: 'bad format',
+      args: ['ps', '--format', '{{.Names'],
+      code: 125,
+      stderr: /Invalid format/,
+    },
+    {
+      name: 'missing env file',
+      args: ['run', '--env-file', '/nonexistent', 'busybox', 'true'],
+      code: 125,
+      stderr: /Invalid env-file/,
+    },
   ];
   for (const c of cases) {
     it(`${c.name}: exit ${c.code} with one clear line`, async () => {
@@ -72,11 +166,16 @@ describe('errors', () => {
     const id = (await d.berthOk(['create', 'busybox', 'no-such-cmd'])).trim();
     const r = await d.berth(['start', id]);
     assert.equal(r.code, 127);
-    const i = JSON.parse(await d.berthOk(['inspect', id]))[0] as { State: { Status: string; ExitCode: number; Error: string } };
+    const i = JSON.parse(await d.berthOk(['inspect', id]))[0] as {
+      State: { Status: string; ExitCode: number; Error: string };
+    };
     assert.equal(i.State.Status, 'created');
     assert.equal(i.State.ExitCode, 127);
     assert.match(i.State.Error, /no-such-cmd/);
-    assert.deepEqual(d.leaks([id]).filter((l) => !l.startsWith('state dir')), []);
+    assert.deepEqual(
+      d.leaks([id]).filter((l) => !l.startsWith('state dir')),
+      [],
+    );
     await d.berthOk(['rm', id]);
     await expectNothingLeft();
   });
@@ -85,13 +184,62 @@ describe('errors', () => {
     const bad: [string, string, string | undefined, number, string, RegExp][] = [
       ['POST', '/v1/containers', '{not json', 400, 'INVALID_ARGUMENT', /Invalid request/],
       ['POST', '/v1/containers', '{}', 400, 'INVALID_ARGUMENT', /Invalid image/],
-      ['POST', '/v1/containers', '{"image":"busybox","cmd":"notalist"}', 400, 'INVALID_ARGUMENT', /Invalid cmd/],
-      ['POST', '/v1/containers', '{"image":"busybox","bogus":1}', 400, 'INVALID_ARGUMENT', /Invalid bogus: unknown field/],
-      ['POST', '/v1/containers', '{"image":"busybox","stopTimeout":-5}', 400, 'INVALID_ARGUMENT', /Invalid stopTimeout/],
-      ['POST', '/v1/containers', JSON.stringify({ image: 'busybox', env: ['A=' + 'x'.repeat(2 * 1024 * 1024)] }), 413, 'REQUEST_TOO_LARGE', /too large/i],
-      ['GET', '/v1/containers/nope', undefined, 404, 'CONTAINER_NOT_FOUND', /No such container: nope/],
-      ['POST', '/v1/containers/nope/kill?signal=BOGUS', undefined, 400, 'INVALID_ARGUMENT', /Invalid signal/],
-      ['GET', '/v1/containers?filters=%7Bbad', undefined, 400, 'INVALID_ARGUMENT', /Invalid filters/],
+      [
+        'POST',
+        '/v1/containers',
+        '{"image":"busybox","cmd":"notalist"}',
+        400,
+        'INVALID_ARGUMENT',
+        /Invalid cmd/,
+      ],
+      [
+        'POST',
+        '/v1/containers',
+        '{"image":"busybox","bogus":1}',
+        400,
+        'INVALID_ARGUMENT',
+        /Invalid bogus: unknown field/,
+      ],
+      [
+        'POST',
+        '/v1/containers',
+        '{"image":"busybox","stopTimeout":-5}',
+        400,
+        'INVALID_ARGUMENT',
+        /Invalid stopTimeout/,
+      ],
+      [
+        'POST',
+        '/v1/containers',
+        JSON.stringify({ image: 'busybox', env: ['A=' + 'x'.repeat(2 * 1024 * 1024)] }),
+        413,
+        'REQUEST_TOO_LARGE',
+        /too large/i,
+      ],
+      [
+        'GET',
+        '/v1/containers/nope',
+        undefined,
+        404,
+        'CONTAINER_NOT_FOUND',
+        /No such container: nope/,
+      ],
+      [
+        'POST',
+        '/v1/containers/nope/kill?signal=BOGUS',
+        undefined,
+        400,
+        'INVALID_ARGUMENT',
+        /Invalid signal/,
+      ],
+      [
+        'GET',
+        '/v1/containers?filters=%7Bbad',
+        undefined,
+        400,
+        'INVALID_ARGUMENT',
+        /Invalid filters/,
+      ],
       ['GET', '/v1/no/such/endpoint', undefined, 501, 'NOT_IMPLEMENTED', /No such endpoint/],
     ];
     for (const [method, path, body, status, code, msg] of bad) {

@@ -6,7 +6,15 @@ import { MAIN, pidAlive, runCommand, TestDaemon, waitFor } from '../helpers/daem
 interface Inspect {
   Id: string;
   Name: string;
-  State: { Status: string; Running: boolean; Pid: number; ExitCode: number; StartedAt: string; FinishedAt: string; OOMKilled: boolean };
+  State: {
+    Status: string;
+    Running: boolean;
+    Pid: number;
+    ExitCode: number;
+    StartedAt: string;
+    FinishedAt: string;
+    OOMKilled: boolean;
+  };
   Config: { Cmd: string[]; Env: string[]; Hostname: string; Labels: Record<string, string> };
   HostConfig: Record<string, unknown>;
   RestartCount: number;
@@ -26,7 +34,14 @@ describe('container lifecycle', () => {
   const inspect = async (n: string) => JSON.parse(await d.berthOk(['inspect', n]))[0] as Inspect;
 
   it('attached run streams stdout and stderr apart and exits with the container code', async () => {
-    const r = await d.berth(['run', '--rm', 'busybox', 'sh', '-c', 'echo to-out; echo to-err >&2; exit 3']);
+    const r = await d.berth([
+      'run',
+      '--rm',
+      'busybox',
+      'sh',
+      '-c',
+      'echo to-out; echo to-err >&2; exit 3',
+    ]);
     assert.equal(r.code, 3);
     assert.equal(r.stdout, 'to-out\n');
     assert.equal(r.stderr, 'to-err\n');
@@ -34,10 +49,67 @@ describe('container lifecycle', () => {
     assert.equal(ps, '', '--rm removed the container');
   });
 
+  it('run -i feeds stdin to the container and half-closes it at EOF', async () => {
+    const r = await d.berth(['run', '-i', '--rm', 'busybox', 'sh', '-c', 'cat; echo after-eof'], {
+      input: 'one\ntwo\n',
+    });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, 'one\ntwo\nafter-eof\n');
+  });
+
+  it('records every state change as a numbered event', async () => {
+    const before = (await d.berthOk(['events', '--format', '{{.seq}}']))
+      .trim()
+      .split('\n')
+      .map(Number);
+    const since = before[before.length - 1] ?? 0;
+    const id = (await d.berthOk(['run', '-d', 'busybox', 'true'])).trim();
+    await d.berthOk(['wait', id]);
+    await d.berthOk(['rm', id]);
+    const lines = (await d.berthOk(['events', '--since', String(since), '--format', 'json']))
+      .trim()
+      .split('\n');
+    const evs = lines.map(
+      (l) =>
+        JSON.parse(l) as {
+          seq: number;
+          action: string;
+          actorId: string;
+          attributes: Record<string, string>;
+        },
+    );
+    const mine = evs.filter((e) => e.actorId === id);
+    assert.deepEqual(
+      mine.map((e) => e.action),
+      ['create', 'start', 'die', 'destroy'],
+    );
+    assert.equal(mine.find((e) => e.action === 'die')?.attributes['exitCode'], '0');
+    const seqs = evs.map((e) => e.seq);
+    assert.deepEqual(
+      seqs,
+      seqs.map((_, i) => since + 1 + i),
+      'gapless and ordered',
+    );
+  });
+
   it('passes env, workdir, user, hostname and labels into the container', async () => {
     const r = await d.berth([
-      'run', '--rm', '-e', 'FOO=bar', '-w', '/tmp', '-u', 'nobody', '-h', 'probe', '-l', 'a=b', 'busybox',
-      'sh', '-c', 'echo $FOO $(pwd) $(id -u):$(id -g) $(hostname)',
+      'run',
+      '--rm',
+      '-e',
+      'FOO=bar',
+      '-w',
+      '/tmp',
+      '-u',
+      'nobody',
+      '-h',
+      'probe',
+      '-l',
+      'a=b',
+      'busybox',
+      'sh',
+      '-c',
+      'echo $FOO $(pwd) $(id -u):$(id -g) $(hostname)',
     ]);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout.trim(), 'bar /tmp 65534:65534 probe');
@@ -46,7 +118,18 @@ describe('container lifecycle', () => {
   it('runs detached; ps and inspect show the truth', async () => {
     // pid 1 has no default action for SIGTERM, so the probe traps it (as an init would).
     const id = (
-      await d.berthOk(['run', '-d', '--name', 'sleeper', '-l', 'role=test', 'busybox', 'sh', '-c', "trap 'exit 143' TERM; sleep 300 & wait"])
+      await d.berthOk([
+        'run',
+        '-d',
+        '--name',
+        'sleeper',
+        '-l',
+        'role=test',
+        'busybox',
+        'sh',
+        '-c',
+        "trap 'exit 143' TERM; sleep 300 & wait",
+      ])
     ).trim();
     assert.match(id, /^[0-9a-f]{64}$/);
     const i = await inspect('sleeper');
@@ -64,15 +147,34 @@ describe('container lifecycle', () => {
     // The container's pid 1 is not berthd's child, and its monitor is not in berthd's session.
     const stat = readFileSync(`/proc/${i.State.Pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
     assert.notEqual(Number(stat[1]), d.pid, 'ppid is not berthd');
-    assert.notEqual(Number(stat[3]), Number(readFileSync(`/proc/${d.pid}/stat`, 'utf8').split(') ')[1]?.split(' ')[3]), 'not in berthd session');
+    assert.notEqual(
+      Number(stat[3]),
+      Number(readFileSync(`/proc/${d.pid}/stat`, 'utf8').split(') ')[1]?.split(' ')[3]),
+      'not in berthd session',
+    );
 
-    assert.equal((await d.berthOk(['inspect', '-f', '{{.State.Pid}}', 'sleeper'])).trim(), String(i.State.Pid));
-    assert.deepEqual(JSON.parse(await d.berthOk(['inspect', '-f', '{{json .Config.Cmd}}', 'sleeper'])), i.Config.Cmd);
+    assert.equal(
+      (await d.berthOk(['inspect', '-f', '{{.State.Pid}}', 'sleeper'])).trim(),
+      String(i.State.Pid),
+    );
+    assert.deepEqual(
+      JSON.parse(await d.berthOk(['inspect', '-f', '{{json .Config.Cmd}}', 'sleeper'])),
+      i.Config.Cmd,
+    );
     assert.equal((await d.berthOk(['ps', '-q', '--no-trunc'])).trim(), id);
-    assert.equal((await d.berthOk(['ps', '--format', '{{.Names}} {{.State}}'])).trim(), 'sleeper running');
-    const rows = (await d.berthOk(['ps', '--format', 'json'])).trim().split('\n').map((l) => JSON.parse(l) as { ID: string });
+    assert.equal(
+      (await d.berthOk(['ps', '--format', '{{.Names}} {{.State}}'])).trim(),
+      'sleeper running',
+    );
+    const rows = (await d.berthOk(['ps', '--format', 'json']))
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { ID: string });
     assert.equal(rows[0]?.ID, id.slice(0, 12));
-    assert.equal((await d.berthOk(['ps', '-q', '--filter', 'label=role=test'])).trim(), id.slice(0, 12));
+    assert.equal(
+      (await d.berthOk(['ps', '-q', '--filter', 'label=role=test'])).trim(),
+      id.slice(0, 12),
+    );
     assert.equal((await d.berthOk(['ps', '-q', '--filter', 'label=role=other'])).trim(), '');
     // Any unique prefix works.
     assert.equal((await inspect(id.slice(0, 5))).Id, id);
@@ -93,8 +195,21 @@ describe('container lifecycle', () => {
   });
 
   it('stop falls back to SIGKILL after the timeout when TERM is ignored', async () => {
-    const id = (await d.berthOk(['run', '-d', 'busybox', 'sh', '-c', "trap '' TERM; echo ready; while true; do sleep 1; done"])).trim();
-    await waitFor(async () => (await runCommand('cat', [`${d.root}/containers/${id}/container.log`])).stdout.includes('ready'), 10_000, 'ready');
+    const id = (
+      await d.berthOk([
+        'run',
+        '-d',
+        'busybox',
+        'sh',
+        '-c',
+        "trap '' TERM; echo ready; while true; do sleep 1; done",
+      ])
+    ).trim();
+    await waitFor(
+      () => readFileSync(`${d.root}/containers/${id}/container.log`, 'utf8').includes('ready'),
+      10_000,
+      'ready',
+    );
     const t0 = Date.now();
     await d.berthOk(['stop', '-t', '1', id]);
     const took = Date.now() - t0;
@@ -105,7 +220,16 @@ describe('container lifecycle', () => {
   });
 
   it('kill -s delivers the named signal, and start restarts an exited container', async () => {
-    const id = (await d.berthOk(['run', '-d', 'busybox', 'sh', '-c', "trap 'exit 42' USR1; while true; do sleep 0.1; done"])).trim();
+    const id = (
+      await d.berthOk([
+        'run',
+        '-d',
+        'busybox',
+        'sh',
+        '-c',
+        "trap 'exit 42' USR1; while true; do sleep 0.1; done",
+      ])
+    ).trim();
     await new Promise((r) => setTimeout(r, 300));
     await d.berthOk(['kill', '-s', 'USR1', id]);
     assert.equal((await d.berthOk(['wait', id])).trim(), '42');
@@ -133,7 +257,17 @@ describe('container lifecycle', () => {
 
   it('exec runs in the container and propagates its exit code', async () => {
     const id = (await d.berthOk(['run', '-d', '-e', 'X=1', 'busybox', 'sleep', '300'])).trim();
-    const r = await d.berth(['exec', '-e', 'Y=2', '-w', '/tmp', id, 'sh', '-c', 'echo $X$Y $(pwd); echo e >&2; exit 5']);
+    const r = await d.berth([
+      'exec',
+      '-e',
+      'Y=2',
+      '-w',
+      '/tmp',
+      id,
+      'sh',
+      '-c',
+      'echo $X$Y $(pwd); echo e >&2; exit 5',
+    ]);
     assert.equal(r.code, 5);
     assert.equal(r.stdout, '12 /tmp\n');
     assert.equal(r.stderr, 'e\n');
@@ -166,7 +300,11 @@ describe('container lifecycle', () => {
 
   it('applies safe defaults: read-only root, dropped capabilities, pids limit, masked paths', async () => {
     const r = await d.berth([
-      'run', '--rm', 'busybox', 'sh', '-c',
+      'run',
+      '--rm',
+      'busybox',
+      'sh',
+      '-c',
       'touch /x 2>/dev/null && echo rw || echo ro; touch /tmp/x && echo tmp-ok; grep CapBnd /proc/self/status; cat /sys/fs/cgroup/pids/pids.max; grep NoNewPrivs /proc/self/status; cat /proc/keys /proc/timer_list | wc -c; echo 1 > /proc/sysrq-trigger 2>/dev/null && echo sysrq-writable || echo sysrq-ro',
     ]);
     assert.equal(r.code, 0, r.stderr);

@@ -12,7 +12,9 @@ describe('concurrency', () => {
   });
 
   it('twenty parallel `run -d` all succeed with unique ids and names', async () => {
-    const results = await Promise.all(Array.from({ length: 20 }, () => d.berth(['run', '-d', 'busybox', 'sleep', '300'])));
+    const results = await Promise.all(
+      Array.from({ length: 20 }, () => d.berth(['run', '-d', 'busybox', 'sleep', '300'])),
+    );
     for (const r of results) assert.equal(r.code, 0, r.stderr);
     const ids = results.map((r) => r.stdout.trim());
     assert.equal(new Set(ids).size, 20);
@@ -27,7 +29,11 @@ describe('concurrency', () => {
   });
 
   it('a name raced by parallel creates is given to exactly one', async () => {
-    const results = await Promise.all(Array.from({ length: 8 }, () => d.berth(['create', '--name', 'contested', 'busybox', 'true'])));
+    const results = await Promise.all(
+      Array.from({ length: 8 }, () =>
+        d.berth(['create', '--name', 'contested', 'busybox', 'true']),
+      ),
+    );
     assert.equal(results.filter((r) => r.code === 0).length, 1);
     for (const r of results.filter((x) => x.code !== 0)) assert.match(r.stderr, /already in use/);
     await d.berthOk(['rm', 'contested']);
