@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { pidAlive, TestDaemon, waitFor } from '../helpers/daemon.ts';
+import { pidAlive, TestDaemon } from '../helpers/daemon.ts';
 
 interface State {
   Id: string;
