@@ -58,7 +58,13 @@ function evalArg(tok: string, dot: Value): Value {
         return (acc as Record<string, Value>)[k];
       }, dot);
   }
-  if (tok.startsWith('"')) return JSON.parse(tok) as string;
+  if (tok.startsWith('"')) {
+    try {
+      return JSON.parse(tok) as string;
+    } catch {
+      throw new TemplateError(`bad string literal ${tok}`);
+    }
+  }
   if (/^-?\d+$/.test(tok)) return Number(tok);
   throw new TemplateError(`unknown argument "${tok}"`);
 }
@@ -72,13 +78,35 @@ function evalCommand(toks: string[], dot: Value, piped: Value[]): Value {
   return evalArg(head, dot);
 }
 
-function evalAction(expr: string, dot: Value): string {
-  const toks = tokenize(expr.trim());
+function commands(expr: string): string[][] {
   const cmds: string[][] = [[]];
-  for (const t of toks) {
+  for (const t of tokenize(expr.trim())) {
     if (t === '|') cmds.push([]);
     else (cmds[cmds.length - 1] as string[]).push(t);
   }
+  return cmds;
+}
+
+const isOperand = (t: string) =>
+  t === '.' || t.startsWith('.') || t.startsWith('"') || /^-?\d+$/.test(t);
+
+// Checks an action without data, so a typo fails before any output, even with no rows.
+function checkAction(expr: string): void {
+  for (const [head, ...rest] of commands(expr)) {
+    if (head === undefined) throw new TemplateError(`empty command in "${expr}"`);
+    if (!(head in FUNCS) && !isOperand(head))
+      throw new TemplateError(`function "${head}" not defined`);
+    if (!(head in FUNCS) && rest.length > 0) throw new TemplateError(`"${head}" is not a function`);
+    for (const a of rest) {
+      if (!isOperand(a)) throw new TemplateError(`unknown argument "${a}"`);
+      if (a.startsWith('"')) evalArg(a, undefined);
+    }
+    if (head.startsWith('"')) evalArg(head, undefined);
+  }
+}
+
+function evalAction(expr: string, dot: Value): string {
+  const cmds = commands(expr);
   let v: Value = undefined;
   cmds.forEach((c, i) => {
     v = evalCommand(c, dot, i === 0 ? [] : [v]);
@@ -108,7 +136,7 @@ export function parseTemplate(src: string): Template {
   for (const p of parts)
     if (p.text?.includes('{{')) throw new TemplateError(`unclosed action in "${src}"`);
   // Validate once up front so a typo fails before any output.
-  for (const p of parts) if (p.action !== undefined) tokenize(p.action);
+  for (const p of parts) if (p.action !== undefined) checkAction(p.action);
   return {
     table,
     render: (dot) => parts.map((p) => p.text ?? evalAction(p.action as string, dot)).join(''),

@@ -121,15 +121,21 @@ export class TestDaemon {
     if (leaks.length > 0) throw new Error(`leaked: ${leaks.join('; ')}`);
   }
 
-  // Everything berth creates for a container, looked up on the host.
+  // Everything berth creates for the given containers, looked up on the host; with no ids,
+  // everything the daemon has made.
   leaks(ids?: readonly string[]): string[] {
     const out: string[] = [];
+    const mine = (e: string) => !ids || ids.includes(e);
     const runcRoot = join(this.runRoot, 'runc');
-    if (existsSync(runcRoot)) for (const e of readdirSync(runcRoot)) out.push(`runc state ${e}`);
+    if (existsSync(runcRoot))
+      for (const e of readdirSync(runcRoot)) if (mine(e)) out.push(`runc state ${e}`);
     const cdir = join(this.runRoot, 'c');
     if (existsSync(cdir))
-      for (const e of readdirSync(cdir)) if (!ids || ids.includes(e)) out.push(`state dir ${e}`);
-    for (const pid of monitorPids(this.runRoot)) out.push(`monitor process ${pid}`);
+      for (const e of readdirSync(cdir)) if (mine(e)) out.push(`state dir ${e}`);
+    for (const pid of monitorPids(this.runRoot)) {
+      if (!ids || ids.some((id) => monitorPids(id).includes(pid)))
+        out.push(`monitor process ${pid}`);
+    }
     for (const id of ids ?? []) out.push(...cgroupLeaks(id));
     if (readFileSync('/proc/mounts', 'utf8').includes(this.dir)) out.push('mount under test root');
     return out;
