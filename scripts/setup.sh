@@ -15,7 +15,8 @@ else
   # setsid: berthd outlives this shell; containers outlive berthd anyway.
   setsid berth daemon >>"$LOG" 2>&1 < /dev/null &
   echo $! > "$PIDFILE"
-  for _ in $(seq 1 100); do [ -S "$RUN_ROOT/berth.sock" ] && break; sleep 0.1; done
+  # Ready means answering: a socket file alone may be a stale one from a killed berthd.
+  for _ in $(seq 1 100); do berth version >/dev/null 2>&1 && break; sleep 0.1; done
   if ! berth version >/dev/null 2>&1; then
     echo "berthd did not start; see $LOG" >&2
     tail -n 20 "$LOG" >&2

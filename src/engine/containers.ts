@@ -2,7 +2,7 @@
 // before it is acted on or announced; containers live under their own monitors, never as
 // berthd's children.
 import { EventEmitter, once } from 'node:events';
-import { mkdir, rm, writeFile, unlink } from 'node:fs/promises';
+import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import type { Cgroups } from '../cgroups/index.ts';
@@ -12,7 +12,6 @@ import {
   connectAttach,
   launchMonitor,
   MonitorConnection,
-  monitorFiles,
   readExitRecord,
   type ExitRecord,
 } from '../runtime/monitor.ts';
@@ -667,7 +666,6 @@ export class ContainerEngine {
       });
     }
     // State dirs and runc containers without a row: a create or remove cut short by a crash.
-    const { readdir } = await import('node:fs/promises');
     for (const id of await readdir(join(this.opts.runRoot, 'c')).catch(() => [] as string[])) {
       if (ID_PATTERN.test(id) && !known.has(id)) {
         await this.cleanupRuntime(id);
@@ -752,14 +750,6 @@ export class ContainerEngine {
     const c = this.store.containers.get(id);
     if (!c) throw new BerthError('CONTAINER_NOT_FOUND', `No such container: ${id}`);
     return c;
-  }
-
-  monitorFilesFor(id: string) {
-    return monitorFiles(this.stateDir(id));
-  }
-
-  async unlinkQuiet(p: string): Promise<void> {
-    await unlink(p).catch(() => undefined);
   }
 }
 
