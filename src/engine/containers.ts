@@ -3,6 +3,7 @@
 // berthd's children.
 import { EventEmitter, once } from 'node:events';
 import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import { hostname as osHostname } from 'node:os';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import type { Cgroups } from '../cgroups/index.ts';
@@ -190,7 +191,8 @@ export class ContainerEngine {
       env: mergeEnv(image.config.env, req.env ?? []),
       workdir,
       user,
-      hostname: hostname || id.slice(0, 12),
+      // Docker: with the host's network a container takes the host's name by default.
+      hostname: hostname || (networkMode === 'host' ? osHostname() : id.slice(0, 12)),
       labels: { ...image.config.labels, ...(req.labels ?? {}) },
       tty: req.tty ?? false,
       openStdin: req.openStdin ?? false,

@@ -298,6 +298,32 @@ describe('container lifecycle', () => {
     await d.berthOk(['rm', '-f', id]);
   });
 
+  it('--network none has only lo; --network host sees the host and takes its name', async () => {
+    const none = await d.berthOk([
+      'run',
+      '--rm',
+      'busybox',
+      'sh',
+      '-c',
+      "ip -o link | cut -d: -f2 | tr -d ' '",
+    ]);
+    assert.equal(none.trim(), 'lo');
+    const hostLinks = (await runCommand('ip', ['-o', 'link'])).stdout.trim().split('\n').length;
+    const host = await d.berthOk([
+      'run',
+      '--rm',
+      '--network',
+      'host',
+      'busybox',
+      'sh',
+      '-c',
+      'ip -o link | wc -l; hostname',
+    ]);
+    const [links, name] = host.trim().split('\n');
+    assert.equal(Number(links), hostLinks);
+    assert.equal(name, (await runCommand('hostname', [])).stdout.trim());
+  });
+
   it('applies safe defaults: read-only root, dropped capabilities, pids limit, masked paths', async () => {
     const r = await d.berth([
       'run',
