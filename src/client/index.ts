@@ -1,6 +1,8 @@
 // Typed client for berthd's native API over its unix socket. Uses node:http directly:
 // it loads in a few milliseconds, which `berth run` pays on every call.
-import { request, type IncomingMessage } from 'node:http';
+import type * as Http from 'node:http';
+import type { IncomingMessage } from 'node:http';
+import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import type {
@@ -11,6 +13,10 @@ import type {
   WaitCondition,
 } from '../types/api.ts';
 import { BerthError, ERROR_CODES, type ErrorCode } from '../util/errors.ts';
+
+// Importing node:http as an ES module evaluates all its exports, and one of them is a lazy
+// getter that loads undici: ~15 ms on every CLI call. require() leaves it lazy.
+const { request } = createRequire(import.meta.url)('node:http') as typeof Http;
 
 export interface WaitResult {
   StatusCode: number;

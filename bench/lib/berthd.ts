@@ -1,0 +1,176 @@
+// A berthd for the bench: its own data root, run root and cgroup parent under a short
+// temporary directory, started detached (so a terminal ^C reaches the bench, which then
+// stops it in order) and stopped by pid.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  cgroupLeftovers,
+  mountsUnder,
+  processesMatching,
+  runcDeleteAll,
+  runcStateLeftovers,
+  sweepCgroups,
+} from './host.ts';
+import { pidAlive, run, type ProcResult } from './proc.ts';
+
+export const REPO = resolve(import.meta.dirname, '..', '..', '..');
+export const MAIN = join(REPO, 'dist', 'src', 'main.js');
+export const MONITOR = join(REPO, 'monitor', 'berth-monitor');
+
+const LOG_TAIL = 8000;
+
+// Daemons still running, for a forced exit that cannot wait for an orderly stop.
+const running = new Set<number>();
+
+export function killRegistered(): void {
+  for (const pid of running) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }
+}
+
+export class BenchDaemon {
+  readonly dir: string;
+  readonly root: string;
+  readonly runRoot: string;
+  readonly socket: string;
+  readonly cgroupParent: string;
+  private proc: ChildProcess | undefined;
+  private logs = '';
+
+  private constructor(dir: string, cgroupParent: string) {
+    this.dir = dir;
+    this.root = join(dir, 'data');
+    this.runRoot = join(dir, 'run');
+    this.socket = join(this.runRoot, 'berth.sock');
+    this.cgroupParent = cgroupParent;
+  }
+
+  // Unix socket paths are short: the run root must stay well under 28 characters.
+  static async start(cgroupParent: string): Promise<BenchDaemon> {
+    for (const f of [MAIN, MONITOR]) {
+      if (!existsSync(f)) throw new Error(`missing ${f}: run \`npm run build\` first`);
+    }
+    const d = new BenchDaemon(await mkdtemp('/tmp/bb-'), cgroupParent);
+    try {
+      await d.spawn();
+    } catch (e) {
+      await d.stop();
+      throw e;
+    }
+    return d;
+  }
+
+  get pid(): number | undefined {
+    return this.proc?.pid;
+  }
+
+  get env(): NodeJS.ProcessEnv {
+    return { ...process.env, BERTH_HOST: `unix://${this.socket}` };
+  }
+
+  // argv for the CLI, as test/helpers/daemon.ts runs it.
+  cliArgs(args: readonly string[]): string[] {
+    return ['--', MAIN, ...args];
+  }
+
+  cli(args: readonly string[]): Promise<ProcResult> {
+    return run(process.execPath, this.cliArgs(args), { env: this.env });
+  }
+
+  private async spawn(): Promise<void> {
+    const p = spawn(
+      process.execPath,
+      [
+        '--',
+        MAIN,
+        'daemon',
+        '--root',
+        this.root,
+        '--run-root',
+        this.runRoot,
+        '--cgroup-parent',
+        this.cgroupParent,
+        '--log-level',
+        'info',
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'], detached: true },
+    );
+    this.proc = p;
+    const pid = p.pid;
+    if (pid !== undefined) {
+      running.add(pid);
+      p.once('exit', () => running.delete(pid));
+    }
+    const keep = (b: Buffer) => (this.logs = (this.logs + b.toString()).slice(-LOG_TAIL));
+    p.stdout?.on('data', keep);
+    p.stderr?.on('data', keep);
+    const deadline = Date.now() + 15_000;
+    while (Date.now() < deadline) {
+      if (p.exitCode !== null || p.signalCode !== null) {
+        throw new Error(`berthd exited (${p.exitCode ?? p.signalCode}): ${this.logs}`);
+      }
+      if (this.logs.includes('berthd ready')) return;
+      await sleep(20);
+    }
+    throw new Error(`berthd did not become ready in 15 s: ${this.logs}`);
+  }
+
+  // What berth has left for containers that should all be gone.
+  leftovers(): string[] {
+    const out = runcStateLeftovers(join(this.runRoot, 'runc'));
+    for (const dir of [join(this.runRoot, 'c'), join(this.root, 'containers')]) {
+      if (existsSync(dir)) for (const e of readdirSync(dir)) out.push(`dir ${join(dir, e)}`);
+    }
+    for (const pid of processesMatching('berth-monitor', this.runRoot)) {
+      out.push(`monitor process ${pid}`);
+    }
+    for (const g of cgroupLeftovers(this.cgroupParent)) out.push(`cgroup ${g}`);
+    for (const m of mountsUnder(this.dir)) out.push(`mount ${m}`);
+    return out;
+  }
+
+  // Stops berthd (SIGTERM, then SIGKILL after 10 s), then removes by force anything left:
+  // monitors, runc state, cgroups, the temporary directory. Idempotent.
+  async stop(): Promise<string[]> {
+    const p = this.proc;
+    if (p && p.exitCode === null && p.signalCode === null && p.pid !== undefined) {
+      const exited = new Promise((r) => p.once('exit', r));
+      p.kill('SIGTERM');
+      const t = await Promise.race([exited.then(() => 'exited'), sleep(10_000, 'timeout')]);
+      if (t === 'timeout' && pidAlive(p.pid)) {
+        p.kill('SIGKILL');
+        await exited;
+      }
+    }
+    const problems: string[] = [];
+    for (const pid of processesMatching('berth-monitor', this.runRoot)) {
+      problems.push(`killed monitor ${pid}`);
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+    }
+    await runcDeleteAll(join(this.runRoot, 'runc'));
+    for (const d of [
+      ...sweepCgroups(this.cgroupParent),
+      ...sweepCgroups(`${this.cgroupParent}.monitors`),
+    ]) {
+      problems.push(`cgroup still busy: ${d}`);
+    }
+    for (const m of mountsUnder(this.dir)) problems.push(`mount left: ${m}`);
+    if (mountsUnder(this.dir).length === 0) await rm(this.dir, { recursive: true, force: true });
+    return problems;
+  }
+
+  get log(): string {
+    return this.logs;
+  }
+}
