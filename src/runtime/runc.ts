@@ -1,6 +1,8 @@
 // The runc driver: the few runc calls berthd makes itself. Creating and starting a
 // container is the monitor's job (monitor.ts), so that runc's children are never ours.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { execFile } from '../util/exec.ts';
 
 export interface RuncOptions {
@@ -21,8 +23,11 @@ export class Runc {
     return [this.binary, '--root', this.root, ...args];
   }
 
-  // Idempotent: a container runc does not know is already deleted.
+  // Idempotent: a container runc does not know is already deleted. runc keeps one state
+  // directory per container under its root; without it there is nothing to delete, and
+  // the common case (the monitor already ran `runc delete`) costs no process.
   async delete(id: string): Promise<void> {
+    if (!existsSync(join(this.root, id))) return;
     const r = await execFile(this.argv('delete', '--force', id), { allowFailure: true });
     if (r.code !== 0 && !/does not exist|not found/i.test(r.stderr)) {
       throw new Error(`runc delete ${id}: ${r.stderr.trim()}`);
