@@ -324,6 +324,24 @@ describe('container lifecycle', () => {
     assert.equal(name, (await runCommand('hostname', [])).stdout.trim());
   });
 
+  it('resizes a running container terminal through the API', async () => {
+    const id = (
+      await d.berthOk([
+        'run',
+        '-d',
+        '-t',
+        'busybox',
+        'sh',
+        '-c',
+        'while true; do stty size; sleep 0.1; done',
+      ])
+    ).trim();
+    await d.client.resizeContainer(id, 42, 123);
+    const log = `${d.root}/containers/${id}/container.log`;
+    await waitFor(() => readFileSync(log, 'utf8').includes('42 123'), 5000, 'new size inside');
+    await d.berthOk(['rm', '-f', id]);
+  });
+
   it('applies safe defaults: read-only root, dropped capabilities, pids limit, masked paths', async () => {
     const r = await d.berth([
       'run',
