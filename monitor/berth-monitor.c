@@ -3,740 +3,48 @@
  *
  * See PROTOCOL.md for the contract with berthd. In short, `run` detaches, runs
  * `runc create`, reports on a sync fd, then serves ctl.sock/attach.sock, writes the
- * CRI log, and records the init's exit in exit.json. `exec-tty` runs `runc exec` with
- * a pty and relays it over its own stdio.
+ * CRI log, and records the init's exit in exit.json. `exec-tty` (exec-tty.c) runs
+ * `runc exec` with a pty and relays it over its own stdio.
  *
- * libc only, single-threaded, one poll() loop per subcommand. Every fd we create is
- * close-on-exec; the only fds a child (runc) gets are the three we dup2 onto its
- * stdio, so neither the sync fd nor the listening sockets can leak into a container.
+ * This file is `run`: one poll() loop on the main thread. The log file is written by a
+ * writer thread (logwriter.c), so that a slow or full disk never stops the loop; OOM
+ * kills are watched in oomwatch.c; events.c appends STATE/events.jsonl. Every fd we
+ * create is close-on-exec; the only fds a child (runc) gets are the three we dup2 onto
+ * its stdio, so neither the sync fd nor the listening sockets can leak into a container.
  */
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE
-#endif
+#include "events.h"
+#include "exec-tty.h"
+#include "logwriter.h"
+#include "oomwatch.h"
+#include "util.h"
+
 #include <dirent.h>
-#include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
-#include <stdbool.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
-#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/types.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <termios.h>
-#include <time.h>
 #include <unistd.h>
 
-#define READ_CHUNK (64 * 1024)          /* one read() from the container's output */
-#define CRI_MAX_PIECE (16 * 1024)       /* longest text of one CRI log record */
 #define ATTACH_PAUSE (1024 * 1024)      /* stop reading output while a client lags this much */
 #define ATTACH_DROP (8 * 1024 * 1024)   /* after exit (no pause), drop a client this far behind */
 #define CTL_LINE_MAX 1024               /* longest ctl request line */
 #define CTL_OUT_MAX (64 * 1024)         /* a ctl client that never reads its replies is dropped */
-#define DRAIN_MS 2000                   /* output drain bound after the init exited */
 #define FLUSH_MS 2000                   /* attach flush bound after the drain */
-#define RUNC_LOG_TAIL (1024 * 1024)     /* how much of runc.log we scan for its last error */
-
-/* ------------------------------------------------------------------------------------ */
-/* Diagnostics                                                                          */
-/* ------------------------------------------------------------------------------------ */
-
-static int g_diag_fd = 2; /* stderr until `run` has opened STATE/monitor.log */
-
-static void fmt_time(const struct timespec *ts, char *out, size_t len)
-{
-    struct tm tm;
-    gmtime_r(&ts->tv_sec, &tm);
-    snprintf(out, len, "%04d-%02d-%02dT%02d:%02d:%02d.%09ldZ", tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (long)ts->tv_nsec);
-}
-
-static void mlog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void mlog(const char *fmt, ...)
-{
-    char line[2048], ts[64];
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    fmt_time(&now, ts, sizeof ts);
-    int n = snprintf(line, sizeof line, "%s berth-monitor[%d]: ", ts, (int)getpid());
-    va_list ap;
-    va_start(ap, fmt);
-    int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
-    va_end(ap);
-    size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
-    if (len > sizeof line - 2)
-        len = sizeof line - 2;
-    line[len++] = '\n';
-    /* Best effort: a diagnostics failure must never disturb the container. */
-    ssize_t r = write(g_diag_fd, line, len);
-    (void)r;
-}
-
-static void *xrealloc(void *p, size_t n)
-{
-    void *q = realloc(p, n);
-    if (!q) {
-        /* Nothing sensible is left to do without memory; leave a trace and stop. */
-        mlog("out of memory (%zu bytes)", n);
-        abort();
-    }
-    return q;
-}
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* ------------------------------------------------------------------------------------ */
-/* Byte buffer: data lives in p[off, len); used for every pending queue                 */
-/* ------------------------------------------------------------------------------------ */
-
-struct buf {
-    char *p;
-    size_t off, len, cap;
-};
-
-static size_t buf_pending(const struct buf *b) { return b->len - b->off; }
-static const char *buf_data(const struct buf *b) { return b->p + b->off; }
-
-static void buf_reset(struct buf *b) { b->off = b->len = 0; }
-
-static void buf_free(struct buf *b)
-{
-    free(b->p);
-    memset(b, 0, sizeof *b);
-}
-
-static void buf_append(struct buf *b, const void *d, size_t n)
-{
-    if (n == 0)
-        return;
-    if (b->len + n > b->cap && b->off > 0) {
-        /* Reclaim the consumed prefix before growing. */
-        memmove(b->p, b->p + b->off, b->len - b->off);
-        b->len -= b->off;
-        b->off = 0;
-    }
-    if (b->len + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + n)
-            cap *= 2;
-        b->p = xrealloc(b->p, cap);
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, d, n);
-    b->len += n;
-}
-
-static void buf_putc(struct buf *b, char c) { buf_append(b, &c, 1); }
-static void buf_puts(struct buf *b, const char *s) { buf_append(b, s, strlen(s)); }
-
-static void buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void buf_printf(struct buf *b, const char *fmt, ...)
-{
-    char tmp[512];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    if (n > 0)
-        buf_append(b, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
-}
-
-static void buf_consume(struct buf *b, size_t n)
-{
-    b->off += n;
-    if (b->off >= b->len)
-        b->off = b->len = 0;
-}
-
-/* NUL-terminated copy of the pending bytes (caller frees). */
-static char *buf_strdup(const struct buf *b)
-{
-    size_t n = buf_pending(b);
-    char *s = xrealloc(NULL, n + 1);
-    memcpy(s, buf_data(b), n);
-    s[n] = 0;
-    return s;
-}
-
-/* ------------------------------------------------------------------------------------ */
-/* fd helpers                                                                           */
-/* ------------------------------------------------------------------------------------ */
-
-/* Writes everything to a blocking fd; retries EINTR and partial writes. */
-static int write_all(int fd, const void *d, size_t n)
-{
-    const char *p = d;
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-static void set_nonblock(int fd)
-{
-    int fl = fcntl(fd, F_GETFL);
-    if (fl >= 0)
-        fcntl(fd, F_SETFL, fl | O_NONBLOCK);
-}
-
-static void xclose(int *fd)
-{
-    if (*fd >= 0)
-        close(*fd);
-    *fd = -1;
-}
-
-static char *path_join(const char *dir, const char *name)
-{
-    char *s;
-    if (asprintf(&s, "%s/%s", dir, name) < 0) {
-        mlog("out of memory");
-        abort();
-    }
-    return s;
-}
-
-/* Absolute form of a path, so that the monitor can chdir("/") (daemons must not pin
- * berthd's working directory) and hand the same paths to runc. */
-static char *abs_path(const char *p)
-{
-    if (!p || p[0] == '/')
-        return p ? strdup(p) : NULL;
-    char cwd[PATH_MAX];
-    if (!getcwd(cwd, sizeof cwd))
-        return strdup(p);
-    return path_join(cwd, p);
-}
-
-static off_t file_size(const char *path)
-{
-    struct stat st;
-    return stat(path, &st) == 0 ? st.st_size : 0;
-}
-
-/* Reads a small file (pid files, oom counters) into a NUL-terminated buffer. */
-static int read_small_file(const char *path, char *out, size_t len)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    size_t got = 0;
-    while (got < len - 1) {
-        ssize_t r = read(fd, out + got, len - 1 - got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        got += (size_t)r;
-    }
-    close(fd);
-    out[got] = 0;
-    return 0;
-}
-
-static pid_t read_pid_file(const char *path)
-{
-    char s[64];
-    if (read_small_file(path, s, sizeof s) < 0)
-        return -1;
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (end == s || v <= 0 || v > INT_MAX)
-        return -1;
-    return (pid_t)v;
-}
-
-/* Atomic replace: temp file, fsync, rename, fsync of the directory. berthd may read the
- * file at any moment (and after a host crash) and must never see a partial one. */
-static int write_file_atomic(const char *path, const char *data, size_t n, mode_t mode)
-{
-    char *tmp = NULL;
-    if (asprintf(&tmp, "%s.tmp", path) < 0)
-        return -1;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-    int rc = -1;
-    if (fd >= 0 && write_all(fd, data, n) == 0 && fsync(fd) == 0 && close(fd) == 0) {
-        fd = -1;
-        rc = rename(tmp, path);
-    }
-    int saved = errno;
-    if (fd >= 0)
-        close(fd);
-    if (rc < 0)
-        unlink(tmp);
-    else {
-        char *slash = strrchr(tmp, '/');
-        if (slash) {
-            *slash = 0;
-            int dfd = open(slash == tmp ? "/" : tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-            if (dfd >= 0) {
-                fsync(dfd);
-                close(dfd);
-            }
-        }
-    }
-    free(tmp);
-    errno = saved;
-    return rc;
-}
-
-/* ------------------------------------------------------------------------------------ */
-/* Unix sockets                                                                         */
-/* ------------------------------------------------------------------------------------ */
-
-static int make_sockaddr(const char *path, struct sockaddr_un *sa)
-{
-    memset(sa, 0, sizeof *sa);
-    sa->sun_family = AF_UNIX;
-    if (strlen(path) >= sizeof sa->sun_path) {
-        errno = ENAMETOOLONG;
-        return -1;
-    }
-    strcpy(sa->sun_path, path);
-    return 0;
-}
-
-/* A listening socket at path, mode 0600 from the start (umask around bind, so there is
- * no window in which another user could connect). Non-blocking, close-on-exec. */
-static int unix_listen(const char *path)
-{
-    struct sockaddr_un sa;
-    if (make_sockaddr(path, &sa) < 0)
-        return -1;
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0)
-        return -1;
-    unlink(path); /* a stale socket from a crashed predecessor */
-    mode_t old = umask(0177);
-    int rc = bind(fd, (struct sockaddr *)&sa, sizeof sa);
-    umask(old);
-    if (rc < 0 || listen(fd, 64) < 0) {
-        int saved = errno;
-        close(fd);
-        errno = saved;
-        return -1;
-    }
-    return fd;
-}
-
-/* Receives one fd passed with SCM_RIGHTS (runc sends the pty master this way, with the
- * pty's name as payload). Extra fds, if any, are closed. */
-static int recv_fd(int sock)
-{
-    char payload[512];
-    struct iovec iov = {payload, sizeof payload};
-    union {
-        struct cmsghdr h;
-        char b[CMSG_SPACE(sizeof(int) * 4)];
-    } ctl;
-    struct msghdr msg = {0};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = ctl.b;
-    msg.msg_controllen = sizeof ctl.b;
-    ssize_t n;
-    do
-        n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
-    while (n < 0 && errno == EINTR);
-    if (n < 0)
-        return -1;
-    int got = -1;
-    for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-            continue;
-        size_t nfd = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        int fds[4];
-        memcpy(fds, CMSG_DATA(c), nfd * sizeof(int) <= sizeof fds ? nfd * sizeof(int) : sizeof fds);
-        for (size_t i = 0; i < nfd && i < 4; i++) {
-            if (got < 0)
-                got = fds[i];
-            else
-                close(fds[i]);
-        }
-    }
-    if (got < 0)
-        errno = EPROTO;
-    return got;
-}
-
-/* Accepts runc's connection on the console socket and takes the pty master from it.
- * runc has already exited (create/exec --detach are synchronous), so the connection and
- * its message are queued; the timeout only guards against a runc that never sent one. */
-static int receive_console(int lfd, int timeout_ms)
-{
-    struct pollfd p = {lfd, POLLIN, 0};
-    int r;
-    do
-        r = poll(&p, 1, timeout_ms);
-    while (r < 0 && errno == EINTR);
-    if (r <= 0) {
-        errno = r == 0 ? ETIMEDOUT : errno;
-        return -1;
-    }
-    int c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-    if (c < 0)
-        return -1;
-    p.fd = c;
-    do
-        r = poll(&p, 1, timeout_ms);
-    while (r < 0 && errno == EINTR);
-    int fd = r > 0 ? recv_fd(c) : -1;
-    int saved = r == 0 ? ETIMEDOUT : errno;
-    close(c);
-    errno = saved;
-    return fd;
-}
-
-/* ------------------------------------------------------------------------------------ */
-/* JSON: just enough to read runc's log lines and to write our own messages             */
-/* ------------------------------------------------------------------------------------ */
-
-static void json_escape(struct buf *b, const char *s)
-{
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        switch (*p) {
-        case '"': buf_puts(b, "\\\""); break;
-        case '\\': buf_puts(b, "\\\\"); break;
-        case '\n': buf_puts(b, "\\n"); break;
-        case '\r': buf_puts(b, "\\r"); break;
-        case '\t': buf_puts(b, "\\t"); break;
-        case '\b': buf_puts(b, "\\b"); break;
-        case '\f': buf_puts(b, "\\f"); break;
-        default:
-            if (*p < 0x20 || *p == 0x7f)
-                buf_printf(b, "\\u%04x", *p);
-            else
-                buf_putc(b, (char)*p);
-        }
-    }
-}
-
-static int hex4(const char *p)
-{
-    int v = 0;
-    for (int i = 0; i < 4; i++) {
-        char c = p[i];
-        int d = c >= '0' && c <= '9' ? c - '0'
-              : c >= 'a' && c <= 'f' ? c - 'a' + 10
-              : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-        if (d < 0)
-            return -1;
-        v = v * 16 + d;
-    }
-    return v;
-}
-
-static void utf8_put(struct buf *b, uint32_t cp)
-{
-    char u[4];
-    size_t n;
-    if (cp < 0x80) {
-        u[0] = (char)cp;
-        n = 1;
-    } else if (cp < 0x800) {
-        u[0] = (char)(0xc0 | (cp >> 6));
-        u[1] = (char)(0x80 | (cp & 0x3f));
-        n = 2;
-    } else if (cp < 0x10000) {
-        u[0] = (char)(0xe0 | (cp >> 12));
-        u[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
-        u[2] = (char)(0x80 | (cp & 0x3f));
-        n = 3;
-    } else {
-        u[0] = (char)(0xf0 | (cp >> 18));
-        u[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
-        u[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
-        u[3] = (char)(0x80 | (cp & 0x3f));
-        n = 4;
-    }
-    buf_append(b, u, n);
-}
-
-/* Decodes the JSON string at p (*p == '"') into out (NULL: just skip it).
- * Returns the position after the closing quote, NULL if malformed. */
-static const char *json_string(const char *p, const char *end, struct buf *out)
-{
-    p++;
-    while (p < end) {
-        char c = *p++;
-        if (c == '"')
-            return p;
-        if (c != '\\') {
-            if (out)
-                buf_putc(out, c);
-            continue;
-        }
-        if (p >= end)
-            return NULL;
-        char e = *p++, lit;
-        switch (e) {
-        case '"': case '\\': case '/': lit = e; break;
-        case 'b': lit = '\b'; break;
-        case 'f': lit = '\f'; break;
-        case 'n': lit = '\n'; break;
-        case 'r': lit = '\r'; break;
-        case 't': lit = '\t'; break;
-        case 'u': {
-            if (end - p < 4 || hex4(p) < 0)
-                return NULL;
-            uint32_t cp = (uint32_t)hex4(p);
-            p += 4;
-            if (cp >= 0xd800 && cp <= 0xdbff && end - p >= 6 && p[0] == '\\' && p[1] == 'u') {
-                int lo = hex4(p + 2);
-                if (lo >= 0xdc00 && lo <= 0xdfff) {
-                    cp = 0x10000 + ((cp - 0xd800) << 10) + ((uint32_t)lo - 0xdc00);
-                    p += 6;
-                }
-            }
-            if (cp >= 0xd800 && cp <= 0xdfff)
-                cp = 0xfffd; /* lone surrogate */
-            if (out)
-                utf8_put(out, cp);
-            continue;
-        }
-        default:
-            return NULL;
-        }
-        if (out)
-            buf_putc(out, lit);
-    }
-    return NULL;
-}
-
-/* Skips any JSON value; returns the position of the ',' or '}' that follows it. */
-static const char *json_skip_value(const char *p, const char *end)
-{
-    int depth = 0;
-    while (p && p < end) {
-        char c = *p;
-        if (c == '"') {
-            p = json_string(p, end, NULL);
-            continue;
-        }
-        if (c == '{' || c == '[')
-            depth++;
-        else if ((c == '}' || c == ']') && depth-- == 0)
-            return p;
-        else if (c == ',' && depth == 0)
-            return p;
-        p++;
-    }
-    return NULL;
-}
-
-static const char *json_ws(const char *p, const char *end)
-{
-    while (p < end && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'))
-        p++;
-    return p;
-}
-
-static bool buf_equals(const struct buf *b, const char *s)
-{
-    return buf_pending(b) == strlen(s) && memcmp(buf_data(b), s, buf_pending(b)) == 0;
-}
-
-/* Parses one runc log line (a flat JSON object) for its "level" and "msg" strings. */
-static bool parse_log_line(const char *p, const char *end, struct buf *level, struct buf *msg)
-{
-    struct buf key = {0};
-    bool ok = false;
-    buf_reset(level);
-    buf_reset(msg);
-    p = json_ws(p, end);
-    if (p >= end || *p++ != '{')
-        goto out;
-    for (;;) {
-        p = json_ws(p, end);
-        if (p < end && *p == '}') {
-            ok = true;
-            goto out;
-        }
-        if (p >= end || *p != '"')
-            goto out;
-        buf_reset(&key);
-        if (!(p = json_string(p, end, &key)))
-            goto out;
-        p = json_ws(p, end);
-        if (p >= end || *p++ != ':')
-            goto out;
-        p = json_ws(p, end);
-        struct buf *dst = buf_equals(&key, "level") ? level : buf_equals(&key, "msg") ? msg : NULL;
-        if (dst && p < end && *p == '"')
-            p = json_string(p, end, dst);
-        else
-            p = json_skip_value(p, end);
-        if (!p)
-            goto out;
-        p = json_ws(p, end);
-        if (p < end && *p == ',') {
-            p++;
-            continue;
-        }
-        ok = p < end && *p == '}';
-        goto out;
-    }
-out:
-    buf_free(&key);
-    return ok;
-}
-
-/* The "msg" of the last error-level line runc appended to its JSON log after offset
- * `from` (so an old error is never blamed for a new failure). Caller frees; NULL if none. */
-static char *runc_last_error(const char *path, off_t from)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return NULL;
-    struct stat st;
-    char *data = NULL, *result = NULL;
-    if (fstat(fd, &st) < 0 || st.st_size <= from)
-        goto out;
-    if (st.st_size - from > RUNC_LOG_TAIL)
-        from = st.st_size - RUNC_LOG_TAIL;
-    size_t n = (size_t)(st.st_size - from), got = 0;
-    data = xrealloc(NULL, n);
-    while (got < n) {
-        ssize_t r = pread(fd, data + got, n - got, from + (off_t)got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        got += (size_t)r;
-    }
-    struct buf level = {0}, msg = {0};
-    for (char *line = data, *end = data + got; line < end;) {
-        char *nl = memchr(line, '\n', (size_t)(end - line));
-        char *lend = nl ? nl : end;
-        if (parse_log_line(line, lend, &level, &msg) &&
-            (buf_equals(&level, "error") || buf_equals(&level, "fatal") ||
-             buf_equals(&level, "panic")) && buf_pending(&msg) > 0) {
-            free(result);
-            result = buf_strdup(&msg);
-        }
-        line = lend + 1;
-    }
-    buf_free(&level);
-    buf_free(&msg);
-out:
-    free(data);
-    close(fd);
-    return result;
-}
-
-/* ------------------------------------------------------------------------------------ */
-/* Child processes                                                                      */
-/* ------------------------------------------------------------------------------------ */
-
-/* fork+exec argv with stdio[0..2] as its fds 0-2. Everything else we hold is
- * close-on-exec. The child gets an empty signal mask and default SIGPIPE: both are
- * inherited across exec and would otherwise leak into runc and the container. */
-static pid_t spawn(char *const argv[], const int stdio[3])
-{
-    pid_t pid = fork();
-    if (pid != 0)
-        return pid;
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-    signal(SIGPIPE, SIG_DFL);
-    for (int i = 0; i < 3; i++) {
-        if (stdio[i] == i)
-            fcntl(i, F_SETFD, 0); /* dup2(i, i) would not clear FD_CLOEXEC */
-        else if (dup2(stdio[i], i) < 0)
-            _exit(127);
-    }
-    execvp(argv[0], argv);
-    dprintf(2, "berth-monitor: exec %s: %s\n", argv[0], strerror(errno));
-    _exit(127);
-}
-
-/* Runs a helper to completion (runc create/start/delete/exec -d). Returns its wait
- * status, or -1 if it could not be started. Other children that exit meanwhile stay
- * zombies until the event loop's waitpid(-1) sweep. */
-static int run_sync(char *const argv[], const int stdio[3])
-{
-    pid_t pid = spawn(argv, stdio);
-    if (pid < 0)
-        return -1;
-    int st;
-    while (waitpid(pid, &st, 0) < 0) {
-        if (errno != EINTR)
-            return -1;
-    }
-    return st;
-}
-
-static int status_code(int st)
-{
-    if (WIFEXITED(st))
-        return WEXITSTATUS(st);
-    if (WIFSIGNALED(st))
-        return 128 + WTERMSIG(st);
-    return 255;
-}
-
-static void describe_status(int st, char *out, size_t len)
-{
-    if (st < 0)
-        snprintf(out, len, "could not be started: %s", strerror(errno));
-    else if (WIFSIGNALED(st))
-        snprintf(out, len, "was killed by signal %d", WTERMSIG(st));
-    else
-        snprintf(out, len, "exited with status %d", WEXITSTATUS(st));
-}
-
-/* SIGCHLD arrives through a signalfd so that reaping is just another poll event. */
-static int make_signalfd(const int *sigs, int n)
-{
-    sigset_t set;
-    sigemptyset(&set);
-    for (int i = 0; i < n; i++)
-        sigaddset(&set, sigs[i]);
-    if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
-        return -1;
-    return signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
-}
-
-/* Empties the signalfd; returns a bitmask of the signals seen (bit = signo). */
-static uint64_t drain_signalfd(int fd)
-{
-    uint64_t seen = 0;
-    struct signalfd_siginfo si;
-    for (;;) {
-        ssize_t r = read(fd, &si, sizeof si);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r != (ssize_t)sizeof si)
-            break;
-        if (si.ssi_signo < 64)
-            seen |= (uint64_t)1 << si.ssi_signo;
-    }
-    return seen;
-}
+#define LOG_FLUSH_MS 2000               /* log writer flush bound at exit */
+#define LOG_BUFFER_DEFAULT (4 * 1024 * 1024)
+#define LOG_STALL_DEFAULT 1000
 
 /* ------------------------------------------------------------------------------------ */
 /* `run`: state                                                                         */
@@ -748,6 +56,10 @@ struct run_opts {
     int n_cgroup_procs;
     bool terminal, want_stdin;
     int sync_fd;
+    uint64_t log_max_size;   /* 0: unbounded */
+    unsigned log_max_files;  /* live included */
+    size_t log_buffer;
+    int log_stall_ms;
 };
 
 enum conn_kind { CONN_CTL, CONN_ATTACH };
@@ -768,10 +80,10 @@ static struct monitor {
     struct run_opts o;
     /* paths under the state dir */
     char *runc_log, *pid_file, *console_sock, *ctl_sock, *attach_sock, *monitor_pid,
-         *exit_json, *monitor_log;
+         *exit_json, *monitor_log, *events;
 
-    int devnull, sig_fd, ctl_lfd, attach_lfd, console_lfd, log_fd;
-    bool log_broken; /* log a write failure once, not once per chunk */
+    int devnull, sig_fd, ctl_lfd, attach_lfd, console_lfd;
+    int wake_fd; /* eventfd: the log writer or an event wants the loop's attention */
 
     /* Container output: [0] stdout, [1] stderr; with a terminal only [0] (the master). */
     int out_fd[2];
@@ -795,7 +107,7 @@ static struct monitor {
     struct conn *conns;
 } M = {
     .devnull = -1, .sig_fd = -1, .ctl_lfd = -1, .attach_lfd = -1, .console_lfd = -1,
-    .log_fd = -1, .out_fd = {-1, -1}, .pty_fd = -1, .in_fd = -1,
+    .wake_fd = -1, .out_fd = {-1, -1}, .pty_fd = -1, .in_fd = -1,
 };
 
 /* runc's global flags: its own state root, and a JSON log we can mine for errors. */
@@ -913,22 +225,40 @@ static void usage_run(void)
     fprintf(stderr,
             "usage: berth-monitor run --id ID --bundle DIR --runtime PATH --runtime-root DIR\n"
             "         --state-dir DIR --log-path FILE [--oom-file FILE] [--cgroup-procs FILE]...\n"
-            "         [--terminal] [--stdin] [--sync-fd N]\n");
+            "         [--terminal] [--stdin] [--sync-fd N] [--log-max-size BYTES]\n"
+            "         [--log-max-files N] [--log-buffer BYTES] [--log-stall-ms MS]\n");
     exit(2);
+}
+
+/* A decimal number in [min, max] (no sign, no suffix), or usage. */
+static uint64_t parse_count(const char *s, uint64_t min, uint64_t max)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (!(*s >= '0' && *s <= '9') || *end || errno || v < min || v > max)
+        usage_run();
+    return v;
 }
 
 static void parse_run_opts(int argc, char **argv)
 {
     enum { OPT_ID = 1, OPT_BUNDLE, OPT_RUNTIME, OPT_ROOT, OPT_STATE, OPT_LOG, OPT_OOM,
-           OPT_CG, OPT_TERM, OPT_STDIN, OPT_SYNC };
+           OPT_CG, OPT_TERM, OPT_STDIN, OPT_SYNC, OPT_MAXSIZE, OPT_MAXFILES, OPT_BUFFER,
+           OPT_STALL };
     static const struct option lo[] = {
         {"id", 1, 0, OPT_ID}, {"bundle", 1, 0, OPT_BUNDLE}, {"runtime", 1, 0, OPT_RUNTIME},
         {"runtime-root", 1, 0, OPT_ROOT}, {"state-dir", 1, 0, OPT_STATE},
         {"log-path", 1, 0, OPT_LOG}, {"oom-file", 1, 0, OPT_OOM}, {"cgroup-procs", 1, 0, OPT_CG},
         {"terminal", 0, 0, OPT_TERM}, {"stdin", 0, 0, OPT_STDIN}, {"sync-fd", 1, 0, OPT_SYNC},
+        {"log-max-size", 1, 0, OPT_MAXSIZE}, {"log-max-files", 1, 0, OPT_MAXFILES},
+        {"log-buffer", 1, 0, OPT_BUFFER}, {"log-stall-ms", 1, 0, OPT_STALL},
         {0, 0, 0, 0}};
     struct run_opts *o = &M.o;
     o->sync_fd = -1;
+    o->log_max_files = 1;
+    o->log_buffer = LOG_BUFFER_DEFAULT;
+    o->log_stall_ms = LOG_STALL_DEFAULT;
     int c;
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         switch (c) {
@@ -953,6 +283,10 @@ static void parse_run_opts(int argc, char **argv)
             o->sync_fd = (int)v;
             break;
         }
+        case OPT_MAXSIZE: o->log_max_size = parse_count(optarg, 0, UINT64_MAX); break;
+        case OPT_MAXFILES: o->log_max_files = (unsigned)parse_count(optarg, 1, 1000000); break;
+        case OPT_BUFFER: o->log_buffer = (size_t)parse_count(optarg, 1, SIZE_MAX / 4); break;
+        case OPT_STALL: o->log_stall_ms = (int)parse_count(optarg, 0, 24 * 3600 * 1000); break;
         default: usage_run();
         }
     }
@@ -1001,6 +335,7 @@ static void make_paths(void)
     M.monitor_pid = path_join(o->state_dir, "monitor.pid");
     M.exit_json = path_join(o->state_dir, "exit.json");
     M.monitor_log = path_join(o->state_dir, "monitor.log");
+    M.events = path_join(o->state_dir, "events.jsonl");
     if (o->terminal)
         M.console_sock = path_join(o->state_dir, "console.sock");
 }
@@ -1102,11 +437,25 @@ static void setup_process(void)
     M.sig_fd = make_signalfd(sigs, 4);
     if (M.sig_fd < 0)
         fail("signalfd: %s", strerror(errno));
+
+    M.wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (M.wake_fd < 0)
+        fail("eventfd: %s", strerror(errno));
+    if (events_open(M.events, M.wake_fd) < 0)
+        fail("opening %s: %s", M.events, strerror(errno));
 }
 
-static int open_log_file(void)
+/* The live log file and its writer thread (started after the signal mask is set). */
+static void setup_log(void)
 {
-    return open(M.o.log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    struct logw_config c = {
+        .path = M.o.log_path, .max_size = M.o.log_max_size, .max_files = M.o.log_max_files,
+        .buffer = M.o.log_buffer, .stall_ms = M.o.log_stall_ms, .wake_fd = M.wake_fd,
+    };
+    if (logw_init(&c) < 0)
+        fail("opening %s: %s", M.o.log_path, strerror(errno));
+    if (logw_start() < 0)
+        fail("starting the log writer: %s", strerror(errno));
 }
 
 /* Runs `runc create` with the container's stdio: pipes, or the console socket. */
@@ -1233,53 +582,6 @@ static void start_listening(void)
 /* `run`: container output -> log file -> attach clients                                */
 /* ------------------------------------------------------------------------------------ */
 
-static void cri_record(struct buf *b, const char *ts, const char *stream, char tag,
-                       const char *text, size_t n)
-{
-    buf_puts(b, ts);
-    buf_putc(b, ' ');
-    buf_puts(b, stream);
-    buf_putc(b, ' ');
-    buf_putc(b, tag);
-    buf_putc(b, ' ');
-    buf_append(b, text, n);
-    buf_putc(b, '\n');
-}
-
-/* One chunk as CRI records: each complete line is F, an unterminated tail is P (we do
- * not hold bytes back waiting for a newline), and lines longer than 16 KiB are cut into
- * P pieces. All records of a chunk share one timestamp and go out in one write. */
-static void log_output(int stream, const char *d, size_t n)
-{
-    if (M.log_fd < 0)
-        return;
-    static struct buf b;
-    buf_reset(&b);
-    char ts[64];
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    fmt_time(&now, ts, sizeof ts);
-    const char *sname = stream == 2 ? "stderr" : "stdout";
-    for (size_t i = 0; i < n;) {
-        const char *nl = memchr(d + i, '\n', n - i);
-        size_t linelen = nl ? (size_t)(nl - (d + i)) : n - i;
-        size_t j = 0;
-        do {
-            size_t piece = linelen - j < CRI_MAX_PIECE ? linelen - j : CRI_MAX_PIECE;
-            bool last = j + piece == linelen;
-            cri_record(&b, ts, sname, last && nl ? 'F' : 'P', d + i + j, piece);
-            j += piece;
-        } while (j < linelen);
-        i += linelen + (nl ? 1 : 0);
-    }
-    if (write_all(M.log_fd, buf_data(&b), buf_pending(&b)) < 0) {
-        if (!M.log_broken)
-            mlog("writing %s: %s", M.o.log_path, strerror(errno));
-        M.log_broken = true;
-    } else
-        M.log_broken = false;
-}
-
 /* Sends as much of c->out as the socket takes now. */
 static void conn_flush(struct conn *c)
 {
@@ -1335,7 +637,7 @@ static void read_output(int idx)
         return;
     }
     int stream = M.o.terminal ? 1 : idx + 1;
-    log_output(stream, chunk, (size_t)n); /* the log first: it is the record of truth */
+    logw_output(stream, chunk, (size_t)n); /* the log first: it is the record of truth */
     fanout_output(stream, chunk, (size_t)n);
 }
 
@@ -1492,18 +794,38 @@ static void cmd_resize(struct conn *c, long rows, long cols)
         ctl_reply(c, "ok");
 }
 
-/* After berthd renamed the log: open a new one, and keep the old fd if that fails. */
+/* After berthd renamed the log: open a new one, and keep the old fd if that fails.
+ * Records queued before go to the old file, later ones to the new. */
 static void cmd_reopen(struct conn *c)
 {
-    int fd = open_log_file();
-    if (fd < 0) {
+    if (logw_reopen() < 0)
         ctl_reply(c, "error %s", strerror(errno));
-        return;
-    }
-    xclose(&M.log_fd);
-    M.log_fd = fd;
-    M.log_broken = false;
-    ctl_reply(c, "ok");
+    else
+        ctl_reply(c, "ok");
+}
+
+static void cmd_stats(struct conn *c)
+{
+    struct logw_stats ls;
+    uint64_t oom = oom_check(); /* fresh, rather than as of the last notification */
+    logw_get_stats(&ls);
+    ctl_reply(c, "ok {\"logBytes\":%llu,\"logDroppedBytes\":%llu,\"logRotations\":%llu,"
+                 "\"oomKills\":%llu}",
+              (unsigned long long)ls.written, (unsigned long long)ls.dropped,
+              (unsigned long long)ls.rotations, (unsigned long long)oom);
+}
+
+/* Tells every ctl client that events.jsonl has grown: one `!event` line per event. No
+ * request is answered with a line starting with '!', so clients tell them apart. */
+static void announce_events(void)
+{
+    uint64_t cnt;
+    ssize_t r = read(M.wake_fd, &cnt, sizeof cnt); /* resets the eventfd */
+    (void)r;
+    for (unsigned n = events_take_unannounced(); n > 0; n--)
+        for (struct conn *c = M.conns; c; c = c->next)
+            if (c->kind == CONN_CTL && !c->dead)
+                ctl_reply(c, "!event");
 }
 
 static void ctl_command(struct conn *c, char *line)
@@ -1523,8 +845,10 @@ static void ctl_command(struct conn *c, char *line)
         cmd_resize(c, a, b);
     else if (strcmp(word, "reopen") == 0 && sscanf(line, "%*s %c", &extra) < 1)
         cmd_reopen(c);
+    else if (strcmp(word, "stats") == 0 && sscanf(line, "%*s %c", &extra) < 1)
+        cmd_stats(c);
     else if (!strcmp(word, "start") || !strcmp(word, "kill") || !strcmp(word, "resize") ||
-             !strcmp(word, "reopen"))
+             !strcmp(word, "reopen") || !strcmp(word, "stats"))
         ctl_reply(c, "error invalid arguments");
     else
         ctl_reply(c, "error unknown command");
@@ -1630,7 +954,7 @@ static void handle_signals(void)
     reap_children(); /* also on spurious wakeups: cheap, and never misses an exit */
 }
 
-enum tag { T_SIG, T_CTL_L, T_ATT_L, T_OUT0, T_OUT1, T_STDIN, T_CONN };
+enum tag { T_SIG, T_WAKE, T_OOM, T_CTL_L, T_ATT_L, T_OUT0, T_OUT1, T_STDIN, T_CONN };
 
 struct pollset {
     struct pollfd *pfd;
@@ -1657,6 +981,9 @@ static void build_pollset(struct pollset *ps, bool read_output_now)
 {
     ps->n = 0;
     ps_add(ps, M.sig_fd, POLLIN, T_SIG, NULL);
+    ps_add(ps, M.wake_fd, POLLIN, T_WAKE, NULL);
+    if (oom_watch_fd() >= 0)
+        ps_add(ps, oom_watch_fd(), POLLIN, T_OOM, NULL);
     ps_add(ps, M.ctl_lfd, POLLIN, T_CTL_L, NULL);
     ps_add(ps, M.attach_lfd, POLLIN, T_ATT_L, NULL);
     if (read_output_now) {
@@ -1692,6 +1019,8 @@ static void dispatch(struct pollset *ps)
         struct conn *c = ps->conn[i];
         switch (ps->tag[i]) {
         case T_SIG: handle_signals(); break;
+        case T_WAKE: announce_events(); break; /* and the log gate is looked at again */
+        case T_OOM: oom_watch_ready(now_ms()); break;
         case T_CTL_L: accept_conns(M.ctl_lfd, CONN_CTL); break;
         case T_ATT_L: accept_conns(M.attach_lfd, CONN_ATTACH); break;
         case T_OUT0: if (M.out_open[0]) read_output(0); break;
@@ -1713,7 +1042,8 @@ static void dispatch(struct pollset *ps)
 }
 
 /* Runs until the init is reaped, its output drained (bounded) and the attach clients
- * flushed (bounded). */
+ * flushed (bounded). Output is read while neither an attach client nor the log queue
+ * holds it back (logw_may_read bounds how long the log may). */
 static void event_loop(void)
 {
     struct pollset ps = {0};
@@ -1722,8 +1052,8 @@ static void event_loop(void)
     reap_children();
     for (;;) {
         int timeout = -1;
+        int64_t now = now_ms();
         if (M.reaped) {
-            int64_t now = now_ms();
             if (!drain_deadline)
                 drain_deadline = now + DRAIN_MS;
             if (!drained && ((!M.out_open[0] && !M.out_open[1]) || now >= drain_deadline)) {
@@ -1736,7 +1066,9 @@ static void event_loop(void)
                 break;
             timeout = (int)((drained ? flush_deadline : drain_deadline) - now);
         }
-        build_pollset(&ps, !drained && !output_paused());
+        oom_watch_tick(now, &timeout);
+        bool want = !drained && (M.out_open[0] || M.out_open[1]);
+        build_pollset(&ps, want && logw_may_read(now, &timeout) && !output_paused());
         int r = poll(ps.pfd, ps.n, timeout);
         if (r < 0) {
             if (errno != EINTR)
@@ -1755,47 +1087,31 @@ static void event_loop(void)
 /* `run`: exit                                                                          */
 /* ------------------------------------------------------------------------------------ */
 
-/* "oom_kill N" from memory.oom_control (v1) or memory.events (v2). Must be read before
- * `runc delete` removes the cgroup. */
-static bool read_oom_killed(void)
-{
-    if (!M.o.oom_file)
-        return false;
-    char s[4096];
-    if (read_small_file(M.o.oom_file, s, sizeof s) < 0) {
-        mlog("reading %s: %s", M.o.oom_file, strerror(errno));
-        return false;
-    }
-    for (char *line = s; line && *line;) {
-        unsigned long long v;
-        if (strncmp(line, "oom_kill ", 9) == 0 && sscanf(line + 9, "%llu", &v) == 1)
-            return v > 0;
-        line = strchr(line, '\n');
-        if (line)
-            line++;
-    }
-    return false;
-}
-
-static void write_exit_json(bool oom)
+/* oomKilled: any OOM kill in the container's cgroup (oom_kill > 0), of the init or
+ * not; oomKills: how many. */
+static void write_exit_json(uint64_t oom_kills)
 {
     int st = M.wstatus, sig = WIFSIGNALED(st) ? WTERMSIG(st) : 0;
-    char ts[64], json[256];
+    char ts[64], json[320];
     fmt_time(&M.finished, ts, sizeof ts);
     int n = snprintf(json, sizeof json,
                      "{\"pid\":%d,\"exitCode\":%d,\"signal\":%d,\"oomKilled\":%s,"
-                     "\"finishedAt\":\"%s\"}\n",
-                     (int)M.init_pid, status_code(st), sig, oom ? "true" : "false", ts);
+                     "\"oomKills\":%llu,\"finishedAt\":\"%s\"}\n",
+                     (int)M.init_pid, status_code(st), sig, oom_kills > 0 ? "true" : "false",
+                     (unsigned long long)oom_kills, ts);
     if (write_file_atomic(M.exit_json, json, (size_t)n, 0644) < 0)
         mlog("writing %s: %s", M.exit_json, strerror(errno));
 }
 
 static void finish(void)
 {
-    bool oom = read_oom_killed();
+    logw_finish(LOG_FLUSH_MS);
+    uint64_t oom_kills = oom_check(); /* before `runc delete` removes the cgroup */
+    oom_watch_stop();
+    announce_events(); /* every event is in events.jsonl before exit.json is written */
     runc_delete();
     reap_children(); /* whatever runc delete killed or orphaned */
-    write_exit_json(oom);
+    write_exit_json(oom_kills);
     /* Remove the files before closing the clients: a client's EOF tells berthd that
      * exit.json is final and that no monitor is left behind these paths. */
     remove_files();
@@ -1813,11 +1129,11 @@ static int cmd_run(int argc, char **argv)
     make_paths();
     daemonize();
     setup_process();
-    M.log_fd = open_log_file();
-    if (M.log_fd < 0)
-        fail("opening %s: %s", M.o.log_path, strerror(errno));
+    setup_log();
+    oom_init(M.o.oom_file);
     create_container();
     check_init_parent();
+    oom_watch_start(); /* the cgroup exists now */
     start_listening();
 
     char ok[128];
@@ -1829,280 +1145,6 @@ static int cmd_run(int argc, char **argv)
     finish();
     return 0;
 }
-
-/* ------------------------------------------------------------------------------------ */
-/* `exec-tty`                                                                           */
-/* ------------------------------------------------------------------------------------ */
-
-/* Exit status when exec-tty itself fails before the process ran (docker uses 125 too). */
-#define EXEC_TTY_FAILED 125
-
-static struct exec_tty {
-    char *id, *runtime, *runtime_root, *process, *dir, *sock, *pidf;
-    int ctl_fd, pty, sig_fd;
-    bool pty_eof, stdin_eof;
-    struct buf to_pty;
-    char ctl_in[256];
-    size_t ctl_len;
-    pid_t pid;
-    bool reaped;
-    int st;
-} X = {.ctl_fd = -1, .pty = -1, .sig_fd = -1};
-
-static void xt_cleanup_files(void)
-{
-    if (X.sock)
-        unlink(X.sock);
-    if (X.pidf)
-        unlink(X.pidf);
-    if (X.dir)
-        rmdir(X.dir);
-}
-
-static void xt_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void xt_fail(const char *fmt, ...)
-{
-    char msg[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "berth-monitor exec-tty: %s\n", msg);
-    xt_cleanup_files();
-    exit(EXEC_TTY_FAILED);
-}
-
-static void usage_exec_tty(void)
-{
-    fprintf(stderr, "usage: berth-monitor exec-tty --id ID --runtime PATH --runtime-root DIR "
-                    "--process FILE [--ctl-fd N]\n");
-    exit(2);
-}
-
-static void xt_parse(int argc, char **argv)
-{
-    enum { OPT_ID = 1, OPT_RUNTIME, OPT_ROOT, OPT_PROCESS, OPT_CTL };
-    static const struct option lo[] = {
-        {"id", 1, 0, OPT_ID}, {"runtime", 1, 0, OPT_RUNTIME}, {"runtime-root", 1, 0, OPT_ROOT},
-        {"process", 1, 0, OPT_PROCESS}, {"ctl-fd", 1, 0, OPT_CTL}, {0, 0, 0, 0}};
-    int c;
-    while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
-        switch (c) {
-        case OPT_ID: X.id = optarg; break;
-        case OPT_RUNTIME: X.runtime = optarg; break;
-        case OPT_ROOT: X.runtime_root = optarg; break;
-        case OPT_PROCESS: X.process = optarg; break;
-        case OPT_CTL: {
-            char *end;
-            long v = strtol(optarg, &end, 10);
-            if (*end || v < 0 || v > INT_MAX)
-                usage_exec_tty();
-            X.ctl_fd = (int)v;
-            break;
-        }
-        default: usage_exec_tty();
-        }
-    }
-    if (optind != argc || !X.id || !X.runtime || !X.runtime_root || !X.process)
-        usage_exec_tty();
-}
-
-/* runc only uses --console-socket with --detach, so: exec detached, become the
- * subreaper the exec'd process is orphaned to, and wait for it ourselves. */
-static void xt_start(void)
-{
-    const char *tmp = getenv("TMPDIR");
-    char tmpl[PATH_MAX];
-    snprintf(tmpl, sizeof tmpl, "%s/berth-exec-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(tmpl))
-        xt_fail("mkdtemp %s: %s", tmpl, strerror(errno));
-    X.dir = strdup(tmpl);
-    X.sock = path_join(X.dir, "console.sock");
-    X.pidf = path_join(X.dir, "exec.pid");
-    int lfd = unix_listen(X.sock);
-    if (lfd < 0)
-        xt_fail("listening on %s: %s", X.sock, strerror(errno));
-
-    const char *argv[] = {X.runtime, "--root", X.runtime_root, "exec", "--detach", "--tty",
-                          "--console-socket", X.sock, "--pid-file", X.pidf,
-                          "--process", X.process, X.id, NULL};
-    int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
-    const int stdio[3] = {devnull, devnull, 2}; /* runc's errors reach our caller */
-    int st = run_sync((char *const *)argv, stdio);
-    close(devnull);
-    if (st < 0)
-        xt_fail("running %s: %s", X.runtime, strerror(errno));
-    if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0)) {
-        xt_cleanup_files();
-        exit(status_code(st)); /* runc already said why on stderr */
-    }
-    X.pty = receive_console(lfd, 5000);
-    close(lfd);
-    X.pid = read_pid_file(X.pidf);
-    if (X.pty < 0 || X.pid <= 0) {
-        int e = errno;
-        if (X.pid > 0)
-            kill(X.pid, SIGKILL); /* without its pty nobody could talk to it */
-        xt_fail("%s: %s", X.pty < 0 ? "receiving the pty master" : "reading the pid file",
-                strerror(e));
-    }
-    xt_cleanup_files();
-    set_nonblock(X.pty);
-}
-
-static void xt_reap(void)
-{
-    for (;;) {
-        int st;
-        pid_t p = waitpid(-1, &st, WNOHANG);
-        if (p < 0 && errno == EINTR)
-            continue;
-        if (p <= 0)
-            return;
-        if (p == X.pid) {
-            X.reaped = true;
-            X.st = st;
-        }
-    }
-}
-
-static void xt_pty_flush(void)
-{
-    while (X.pty >= 0 && buf_pending(&X.to_pty) > 0) {
-        ssize_t w = write(X.pty, buf_data(&X.to_pty), buf_pending(&X.to_pty));
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno != EAGAIN && errno != EWOULDBLOCK)
-                buf_reset(&X.to_pty);
-            return;
-        }
-        buf_consume(&X.to_pty, (size_t)w);
-    }
-}
-
-static void xt_read_stdin(void)
-{
-    char tmp[READ_CHUNK];
-    ssize_t n = read(0, tmp, sizeof tmp);
-    if (n < 0 && (errno == EINTR || errno == EAGAIN))
-        return;
-    if (n <= 0) {
-        /* A pty has no input side to close: stop forwarding, keep the session. */
-        X.stdin_eof = true;
-        return;
-    }
-    buf_append(&X.to_pty, tmp, (size_t)n);
-    xt_pty_flush();
-}
-
-static void xt_read_pty(void)
-{
-    char tmp[READ_CHUNK];
-    ssize_t n = read(X.pty, tmp, sizeof tmp);
-    if (n < 0 && (errno == EINTR || errno == EAGAIN))
-        return;
-    if (n <= 0) {
-        X.pty_eof = true; /* EIO: every slave fd is closed */
-        return;
-    }
-    if (write_all(1, tmp, (size_t)n) < 0) {
-        /* Our reader is gone: hang up the terminal, as closing a terminal window does,
-         * so the process gets SIGHUP instead of running unattended forever. */
-        xclose(&X.pty);
-        X.pty_eof = true;
-    }
-}
-
-static void xt_read_ctl(void)
-{
-    ssize_t n = read(X.ctl_fd, X.ctl_in + X.ctl_len, sizeof X.ctl_in - 1 - X.ctl_len);
-    if (n < 0 && (errno == EINTR || errno == EAGAIN))
-        return;
-    if (n <= 0) {
-        xclose(&X.ctl_fd);
-        return;
-    }
-    X.ctl_len += (size_t)n;
-    X.ctl_in[X.ctl_len] = 0;
-    char *start = X.ctl_in, *nl;
-    while ((nl = strchr(start, '\n'))) {
-        *nl = 0;
-        unsigned rows, cols;
-        if (sscanf(start, "resize %u %u", &rows, &cols) == 2 && rows <= 65535 && cols <= 65535) {
-            struct winsize ws = {.ws_row = (unsigned short)rows, .ws_col = (unsigned short)cols};
-            if (X.pty >= 0)
-                ioctl(X.pty, TIOCSWINSZ, &ws);
-        }
-        start = nl + 1;
-    }
-    X.ctl_len = strlen(start);
-    memmove(X.ctl_in, start, X.ctl_len);
-    if (X.ctl_len == sizeof X.ctl_in - 1)
-        X.ctl_len = 0; /* an over-long line is garbage */
-}
-
-static int cmd_exec_tty(int argc, char **argv)
-{
-    xt_parse(argc, argv);
-    signal(SIGPIPE, SIG_IGN);
-    static const int sigs[] = {SIGCHLD};
-    X.sig_fd = make_signalfd(sigs, 1);
-    if (X.sig_fd < 0)
-        xt_fail("signalfd: %s", strerror(errno));
-    if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0)
-        xt_fail("PR_SET_CHILD_SUBREAPER: %s", strerror(errno));
-    if (X.ctl_fd >= 0)
-        fcntl(X.ctl_fd, F_SETFD, FD_CLOEXEC);
-    xt_start();
-
-    int64_t deadline = 0;
-    xt_reap();
-    for (;;) {
-        int timeout = -1;
-        if (X.reaped) {
-            int64_t now = now_ms();
-            if (!deadline)
-                deadline = now + DRAIN_MS;
-            if (X.pty_eof || now >= deadline)
-                break;
-            timeout = (int)(deadline - now);
-        }
-        struct pollfd p[4];
-        int n = 0, isig, ipty = -1, iin = -1, ictl = -1;
-        isig = n;
-        p[n++] = (struct pollfd){X.sig_fd, POLLIN, 0};
-        if (X.pty >= 0 && (!X.pty_eof || buf_pending(&X.to_pty))) {
-            ipty = n;
-            p[n++] = (struct pollfd){X.pty, (short)((X.pty_eof ? 0 : POLLIN) |
-                                                    (buf_pending(&X.to_pty) ? POLLOUT : 0)), 0};
-        }
-        if (!X.stdin_eof && X.pty >= 0 && buf_pending(&X.to_pty) == 0) {
-            iin = n;
-            p[n++] = (struct pollfd){0, POLLIN, 0};
-        }
-        if (X.ctl_fd >= 0) {
-            ictl = n;
-            p[n++] = (struct pollfd){X.ctl_fd, POLLIN, 0};
-        }
-        if (poll(p, (nfds_t)n, timeout) < 0)
-            continue;
-        if (p[isig].revents) {
-            drain_signalfd(X.sig_fd);
-            xt_reap();
-        }
-        if (ipty >= 0 && (p[ipty].revents & POLLOUT))
-            xt_pty_flush();
-        if (ipty >= 0 && (p[ipty].revents & (POLLIN | POLLHUP | POLLERR)) && !X.pty_eof)
-            xt_read_pty();
-        if (iin >= 0 && p[iin].revents)
-            xt_read_stdin();
-        if (ictl >= 0 && p[ictl].revents)
-            xt_read_ctl();
-    }
-    return status_code(X.st);
-}
-
 /* ------------------------------------------------------------------------------------ */
 
 int main(int argc, char **argv)
@@ -2114,3 +1156,4 @@ int main(int argc, char **argv)
     fprintf(stderr, "usage: berth-monitor run|exec-tty [options]  (see PROTOCOL.md)\n");
     return 2;
 }
+

@@ -24,6 +24,7 @@ fi
 export MON="$here/berth-monitor" RUNC WORK CG MONCG OOM_FILE
 
 cleanup() {
+    mountpoint -q "$WORK/small" 2>/dev/null && umount -l "$WORK/small"
     for id in $("$RUNC" --root "$WORK/runc" list -q 2>/dev/null); do
         "$RUNC" --root "$WORK/runc" delete --force "$id" || true
     done
@@ -78,14 +79,14 @@ def bundle(cid, args, terminal=False, mem=None, tweak=None):
     json.dump(c, open(f"{b}/config.json", "w"))
     return b
 
-def start(cid, args, terminal=False, stdin=False, mem=None, extra=(), tweak=None):
+def start(cid, args, terminal=False, stdin=False, mem=None, extra=(), tweak=None, log=None):
     b = bundle(cid, args, terminal, mem, tweak)
     st = f"{T}/state/{cid}"
     os.makedirs(st, exist_ok=True)
     os.makedirs(f"{T}/logs", exist_ok=True)
     r, w = os.pipe()
     cmd = [MON, "run", "--id", cid, "--bundle", b, "--runtime", RUNC,
-           "--runtime-root", RUNC_ROOT, "--state-dir", st, "--log-path", f"{T}/logs/{cid}.log",
+           "--runtime-root", RUNC_ROOT, "--state-dir", st, "--log-path", log or f"{T}/logs/{cid}.log",
            "--oom-file", os.environ["OOM_FILE"].format(cid=cid),
            "--cgroup-procs", f"{MONCG}/cgroup.procs", "--sync-fd", str(w)]
     if terminal: cmd.append("--terminal")
@@ -106,14 +107,35 @@ def start(cid, args, terminal=False, stdin=False, mem=None, extra=(), tweak=None
 def ctl_conn(st):
     s = socket.socket(socket.AF_UNIX); s.connect(f"{st}/ctl.sock"); return s
 
-def ctl(s, line):
-    s.sendall(line.encode() + b"\n")
+NOTES = {}  # ctl socket -> number of unsolicited "!event" lines seen
+
+def ctl_line(s):
     buf = b""
     while not buf.endswith(b"\n"):
         c = s.recv(1)
         if not c: return None
         buf += c
     return buf.decode().rstrip("\n")
+
+def ctl(s, line):
+    """One request, its reply; notifications ('!...') in between are counted, not replies."""
+    s.sendall(line.encode() + b"\n")
+    while True:
+        r = ctl_line(s)
+        if r is None or not r.startswith("!"): return r
+        NOTES[s] = NOTES.get(s, 0) + 1
+
+def wait_note(s, timeout=2.0):
+    """Waits for an unsolicited !event line (or finds one already counted)."""
+    if NOTES.get(s, 0) > 0:
+        NOTES[s] -= 1; return "!event"
+    s.settimeout(timeout)
+    try:
+        r = ctl_line(s)
+    except socket.timeout:
+        r = None
+    s.settimeout(None)
+    return r
 
 def wait_eof(s, timeout=15):
     s.settimeout(timeout)
@@ -481,9 +503,260 @@ def t_exec_tty_more():
     check(p.wait(timeout=10) in (42, 129), f"exec2: broken stdout hangs up the pty -> {p.returncode}")
     ctl(s, "kill 9"); wait_eof(s)
 
+
+# --- log rotation, drops, events, OOM -------------------------------------------------
+import re, threading
+
+class Reader:
+    """Collects a stream (an attach socket's frames, or a raw fd) in a thread. For
+    attach, .out is the frames' payload so far and .tail its last 64 KiB."""
+    def __init__(self, sock=None, fd=None):
+        self.sock, self.fd, self.eof = sock, fd, False
+        self.raw, self.chunks, self.n, self.tail = b"", [], 0, b""
+        self.cv = threading.Condition()
+        self.t = threading.Thread(target=self._run, daemon=True); self.t.start()
+    def _run(self):
+        while True:
+            try:
+                c = self.sock.recv(1 << 20) if self.sock else os.read(self.fd, 1 << 20)
+            except OSError:
+                c = b""
+            with self.cv:
+                if not c:
+                    self.eof = True; self.cv.notify_all(); return
+                if self.sock:  # unframe
+                    self.raw += c; c = b""
+                    while len(self.raw) >= 8:
+                        n = struct.unpack(">I", self.raw[4:8])[0]
+                        if len(self.raw) < 8 + n: break
+                        c += self.raw[8:8 + n]; self.raw = self.raw[8 + n:]
+                self.chunks.append(c); self.n += len(c)
+                self.tail = (self.tail + c)[-65536:]
+                self.cv.notify_all()
+    @property
+    def out(self):
+        with self.cv:
+            return b"".join(self.chunks)
+    def wait(self, pred, timeout):
+        end = time.time() + timeout
+        with self.cv:
+            while not pred(self) and not self.eof and time.time() < end:
+                self.cv.wait(max(0.01, end - time.time()))
+            return pred(self)
+
+def wait_until(pred, timeout, step=0.02):
+    end = time.time() + timeout
+    while time.time() < end:
+        if pred(): return True
+        time.sleep(step)
+    return pred()
+
+def events(st):
+    try:
+        return [json.loads(l) for l in open(f"{st}/events.jsonl").read().splitlines()]
+    except FileNotFoundError:
+        return []
+
+def stats(s):
+    r = ctl(s, "stats")
+    return json.loads(r[3:]) if r and r.startswith("ok {") else {"reply": r}
+
+def settled_stats(s, quiet=0.3, timeout=10):
+    """stats once the writer is done with what it had (nothing changed for `quiet` s)."""
+    prev, since, end = None, time.time(), time.time() + timeout
+    while time.time() < end:
+        cur = stats(s)
+        if cur != prev: prev, since = cur, time.time()
+        elif time.time() - since >= quiet: break
+        time.sleep(0.05)
+    return prev
+
+def rotated(log):
+    """{seq: [paths]} of <log>.N and <log>.N.gz."""
+    out = {}
+    for f in glob.glob(glob.escape(log) + ".*"):
+        m = re.fullmatch(re.escape(log) + r"\.(\d+)(\.gz)?", f)
+        if m: out.setdefault(int(m.group(1)), []).append(f)
+    return out
+
+CRI = re.compile(rb"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z (stdout|stderr) [PF] ")
+
+def t_rotate():
+    d = f"{T}/rot"; os.makedirs(d, exist_ok=True)
+    log, N, MAX = f"{d}/c.log", 3000, 4096
+    res, rc, st = start("rot", ["sh", "-c", f"seq 1 {N}; read x; exit 0"], stdin=True, log=log,
+                        extra=["--log-max-size", str(MAX), "--log-max-files", "3"])
+    a = attach(st); s = ctl_conn(st)
+    check(ctl(s, "start") == "ok", "rotate: start")
+    check(wait_until(lambda: open(log, "rb").read().endswith(f" F {N}\n".encode()), 10), "rotate: last line reached the live file")
+    sts = stats(s)
+    rot = rotated(log); seqs = sorted(rot)
+    check(len(rot) == 2 and seqs[1] == seqs[0] + 1 and seqs[1] == sts.get("logRotations"), f"rotate: 2 rotated + live remain, newest seq = rotations ({seqs}, {sts})")
+    files = [rot[q][0] for q in seqs] + [log]
+    sizes = [os.path.getsize(f) for f in files]
+    check(all(0 < n <= MAX for n in sizes), f"rotate: no file exceeds max-size {sizes}")
+    nums = []
+    for f in files:
+        for r in log_records(None, f):
+            nums.append(int(r[3]) if r[2] == "F" and r[3].isdigit() else -1)
+    check(nums and nums[-1] == N and nums == list(range(nums[0], N + 1)), f"rotate: surviving files in seq order are one run of lines ..{nums[-3:]} from {nums[:1]}")
+    ev = [e for e in events(st) if e["type"] == "log-rotated"]
+    check([e["seq"] for e in ev] == list(range(1, sts.get("logRotations", 0) + 1)) and all(e["time"].endswith("Z") for e in ev), f"rotate: a log-rotated event per rotation, seqs increasing ({len(ev)})")
+    check(sts.get("logBytes", 0) > N * 40 and sts.get("logDroppedBytes") == 0, f"rotate: stats {sts}")
+    a.shutdown(socket.SHUT_WR)
+    check(wait_eof(s) and exit_json(st)["exitCode"] == 0, "rotate: exit on stdin EOF")
+    # A compressor took the newest one; an older one exists in both forms.
+    R = seqs[1]
+    os.rename(rot[R][0], f"{log}.{R}.gz")
+    shutil.copy(rot[R - 1][0], f"{log}.{R - 1}.gz")
+    # Restart on the same log path: the sequence goes on after the highest N (.gz too),
+    # a record larger than max-size goes alone into a fresh file, and pruning removes
+    # both forms of an N.
+    res, rc, st = start("rot2", ["sh", "-c", "echo a; x=$(printf 'L%.0s' $(seq 1 6000)); echo \"$x\"; echo b"],
+                        log=log, extra=["--log-max-size", str(MAX), "--log-max-files", "3"])
+    s = ctl_conn(st); ctl(s, "start"); wait_eof(s)
+    rot = rotated(log); seqs = sorted(rot)
+    check(len(rot) == 2 and seqs[0] > R and all(len(v) == 1 for v in rot.values()), f"rotate: after restart the seqs continue after {R}: {rot}")
+    check(not any(os.path.exists(f"{log}.{q}{z}") for q in (R - 1, R) for z in ("", ".gz")), "rotate: pruned N and N.gz together")
+    ev = [e["seq"] for e in events(st) if e["type"] == "log-rotated"]
+    check(ev and ev[0] == R + 1 and ev == list(range(R + 1, R + 1 + len(ev))), f"rotate: restart events {ev}")
+    big = log_records(None, rot[seqs[1]][0])
+    check(len(big) == 1 and big[0][3] == b"L" * 6000 and os.path.getsize(rot[seqs[1]][0]) > MAX, "rotate: an oversized record alone in its file")
+    check([r[3] for r in log_records(None, log)] == [b"b"], "rotate: live file after it")
+
+def t_drop_full():
+    d = f"{T}/small"; os.makedirs(d, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "berth-smoke", d], check=True)
+    try:
+        open(f"{d}/filler", "wb").write(b"f" * (64 << 10))
+        log = f"{d}/full.log"
+        res, rc, st = start("full", ["sh", "-c", "head -c 3000000 /dev/zero | tr '\\0' z | fold -w 99; echo burst-done >&2; read x; echo after; read y; exit 3"],
+                            stdin=True, log=log)
+        a = attach(st); s = ctl_conn(st); rd = Reader(a)
+        t0 = time.time()
+        check(ctl(s, "start") == "ok", "full: start")
+        check(rd.wait(lambda r: b"burst-done" in r.tail, 10), "full: output burst done")
+        dt = time.time() - t0
+        check(dt < 5, f"full: container not held up by the full disk ({dt:.2f}s)")
+        sts = settled_stats(s)
+        check(sts.get("logDroppedBytes", 0) > 2000000 and sts.get("logBytes", 0) < 256 << 10, f"full: stats count the drops {sts}")
+        check(not [e for e in events(st) if e["type"] == "log-dropped"], "full: no log-dropped event while the disk is still full")
+        os.remove(f"{d}/filler")
+        a.sendall(b"go\n")
+        check(rd.wait(lambda r: b"after" in r.tail, 5), "full: attach unaffected")
+        check(wait_note(s) == "!event", "full: !event notification")
+        check(wait_until(lambda: open(log, "rb").read().endswith(b" stdout F after\n"), 3), "full: output logged again")
+        lines = open(log, "rb").read().split(b"\n")[:-1]
+        m = re.search(rb" stderr F \[berth-monitor\] dropped (\d+) bytes of output \(reason: disk full\)$", lines[-2])
+        check(m is not None and CRI.match(lines[-2]), f"full: marker before the next output: {lines[-2][:120]!r}")
+        n = int(m.group(1)) if m else -1
+        ev = [e for e in events(st) if e["type"] == "log-dropped"]
+        check(len(ev) == 1 and ev[0]["bytes"] == n and ev[0]["reason"] == "disk full", f"full: log-dropped event {ev} (marker {n})")
+        sts = stats(s)
+        check(sts.get("logDroppedBytes") == n, f"full: stats dropped = marker ({sts}, {n})")
+        bad = [l[:60] for l in lines if not CRI.match(l)]
+        check(len(bad) <= 1, f"full: the file stays one record per line (cut short: {bad})")
+        a.sendall(b"y\n")
+        check(wait_eof(s), "full: exit")
+        check(exit_json(st)["exitCode"] == 3, f"full: exit code {exit_json(st)}")
+        # Still full when the container exits: the pending drops are reported then.
+        res, rc, st = start("full2", ["sh", "-c", "head -c 1000000 /dev/zero | tr '\\0' q | fold -w 99"], log=f"{d}/full2.log")
+        s = ctl_conn(st); t0 = time.time(); ctl(s, "start")
+        check(wait_eof(s, 10) and time.time() - t0 < 5 and exit_json(st)["exitCode"] == 0, "full2: quick exit")
+        ev = [e for e in events(st) if e["type"] == "log-dropped"]
+        check(len(ev) == 1 and ev[0]["reason"] == "disk full" and ev[0]["bytes"] > 900000, f"full2: log-dropped at exit {ev}")
+    finally:  # the last monitor may still be on its way out, holding its log open
+        for _ in range(40):
+            if subprocess.run(["umount", d], stderr=subprocess.DEVNULL).returncode == 0: break
+            time.sleep(0.05)
+        else:
+            subprocess.run(["umount", "-l", d])
+
+def t_stall():
+    # The log "disk" is a FIFO nobody reads: the writer blocks in write().
+    log = f"{T}/logs/stall.log"; os.makedirs(f"{T}/logs", exist_ok=True); os.mkfifo(log)
+    rfd = os.open(log, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        res, rc, st = start("stall", ["sh", "-c", "head -c 4000000 /dev/zero | tr '\\0' s | fold -w 99; echo burst-done >&2; read x; echo after; read y"],
+                            stdin=True, log=log, extra=["--log-buffer", "262144", "--log-stall-ms", "300"])
+        a = attach(st); s = ctl_conn(st); rd = Reader(a)
+        t0 = time.time()
+        ctl(s, "start")
+        check(rd.wait(lambda r: b"burst-done" in r.tail, 10), "stall: output burst done")
+        dt = time.time() - t0
+        check(dt < 1.5, f"stall: container held up about the stall bound only ({dt:.2f}s)")
+        check(rd.n >= 4040000, f"stall: attach got everything ({rd.n})")
+        sts = stats(s)
+        check(sts.get("logDroppedBytes", 0) > 3000000, f"stall: drops counted {sts}")
+        check(b"dropping output" in open(f"{st}/monitor.log", "rb").read(), "stall: logged")
+        os.set_blocking(rfd, True)
+        fifo = Reader(fd=rfd)  # the disk recovers; the writer empties the queue
+        def settled(prev=[-1]):
+            n = fifo.n; same = n == prev[0] and n > 0; prev[0] = n; return same
+        check(wait_until(settled, 5, 0.2), f"stall: queue written once the disk recovers ({fifo.n} bytes)")
+        a.sendall(b"go\n")
+        check(fifo.wait(lambda r: b" stdout F after\n" in r.tail, 5), "stall: output logged again")
+        tail = fifo.tail[-400:].split(b"\n")
+        m = [l for l in tail if b"[berth-monitor] dropped" in l]
+        check(m and m[-1].endswith(b"(reason: disk stalled)") and tail[-2].endswith(b" stdout F after"), f"stall: marker then output {tail[-3:]}")
+        check(wait_until(lambda: any(e["type"] == "log-dropped" and e["reason"] == "disk stalled" for e in events(st)), 2), f"stall: log-dropped event {events(st)}")
+        a.sendall(b"y\n")
+        check(wait_eof(s) and exit_json(st)["exitCode"] == 0, "stall: exit")
+    finally:
+        os.close(rfd)
+
+def t_stall_exit():
+    # The writer is still stuck when the container exits: the monitor gives up on it.
+    log = f"{T}/logs/stallx.log"; os.makedirs(f"{T}/logs", exist_ok=True); os.mkfifo(log)
+    rfd = os.open(log, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        res, rc, st = start("stallx", ["sh", "-c", "head -c 1000000 /dev/zero | tr '\\0' x | fold -w 99; exit 5"],
+                            log=log, extra=["--log-buffer", "65536", "--log-stall-ms", "200"])
+        s = ctl_conn(st); t0 = time.time(); ctl(s, "start")
+        check(wait_eof(s, 10), "stallx: monitor exits")
+        dt = time.time() - t0
+        check(dt < 5, f"stallx: bounded by stall + log flush bound ({dt:.1f}s)")
+        check(exit_json(st)["exitCode"] == 5, f"stallx: exit.json {exit_json(st)}")
+        ev = [e for e in events(st) if e["type"] == "log-dropped"]
+        check(len(ev) == 1 and ev[0]["reason"] == "disk stalled" and ev[0]["bytes"] > 500000, f"stallx: log-dropped at exit {ev}")
+    finally:
+        os.close(rfd)
+
+def t_oom_child():
+    res, rc, st = start("oomchild", ["sh", "-c", "read x; head -c 100000000 /dev/zero | tail -c 50000000 >/dev/null; echo rc=$?; read y"],
+                        stdin=True, mem=16 << 20)
+    a = attach(st); s = ctl_conn(st); rd = Reader(a)
+    check(ctl(s, "start") == "ok", "oomchild: start")
+    a.sendall(b"go\n")
+    got = wait_note(s, 10)
+    t_note = time.time()
+    check(got == "!event", f"oomchild: !event on the OOM kill ({got})")
+    check(rd.wait(lambda r: b"rc=" in r.tail, 5) and b"rc=137" in rd.tail, f"oomchild: child killed {rd.tail!r}")
+    check(time.time() - t_note < 1.0, f"oomchild: the child's exit showed within 1 s of the notification ({time.time() - t_note:.3f}s)")
+    ev = [e for e in events(st) if e["type"] == "oom"]
+    check(len(ev) == 1 and ev[0]["oomKills"] == 1, f"oomchild: oom event {ev}")
+    rc_rec = [r for r in log_records("oomchild") if r[3].startswith(b"rc=")]
+    def ts(x): return time.mktime(time.strptime(x[:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone + float("0" + x[19:-1])
+    lag = ts(ev[0]["time"]) - ts(rc_rec[0][0]) if ev and rc_rec else 99
+    check(lag < 1.0, f"oomchild: event within 1 s of the kill ({lag:.3f}s after the child's exit was logged)")
+    pid = res["pid"]
+    alive = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    check(alive and stats(s).get("oomKills") == 1, "oomchild: init still running, stats oomKills 1")
+    check(ctl(s, "kill 9") == "ok" and wait_eof(s), "oomchild: killed")
+    ej = exit_json(st)
+    check(ej["oomKilled"] is True and ej["oomKills"] == 1 and ej["signal"] == 9, f"oomchild: exit.json {ej}")
+
+def t_opts():
+    # bad values are usage errors (exit 2) before anything starts
+    for opt in (["--log-max-files", "0"], ["--log-max-size", "-1"], ["--log-buffer", "0"], ["--log-stall-ms", "x"]):
+        p = subprocess.run([MON, "run", "--id", "x", "--bundle", "x", "--runtime", RUNC, "--runtime-root", RUNC_ROOT,
+                            "--state-dir", f"{T}/state/opts", "--log-path", f"{T}/logs/opts.log"] + opt, capture_output=True)
+        check(p.returncode == 2 and b"usage" in p.stderr, f"opts: {opt} -> {p.returncode}")
+
 TESTS = [t_echo, t_exit3, t_kill9, t_attach, t_longline, t_stdin, t_stdin_big, t_flow, t_flow_resume,
          t_terminal, t_reopen, t_drain_bound, t_oom, t_nonexist, t_dup_id, t_exec_tty, t_attach_disconnect,
-         t_ctl_misc, t_sync_fd_stdout, t_stdin_epipe, t_exec_tty_more]
+         t_ctl_misc, t_sync_fd_stdout, t_stdin_epipe, t_exec_tty_more, t_rotate, t_drop_full,
+         t_stall, t_stall_exit, t_oom_child, t_opts]
 
 if __name__ == "__main__":
     sel = sys.argv[1:]

@@ -12,6 +12,7 @@ import {
   type ExecService,
   type Filters,
   type ImageService,
+  type LogService,
 } from '../engine/index.ts';
 import type { WaitCondition } from '../types/api.ts';
 import { BerthError, invalid } from '../util/errors.ts';
@@ -19,12 +20,14 @@ import { execFile } from '../util/exec.ts';
 import { containerInspect, containerSummary, imageSummary } from './views.ts';
 import { errorReply, toBerthError } from './errors.ts';
 import { UpgradeRouter } from './upgrade.ts';
+import { registerLogRoutes } from './logs.ts';
 
 export interface ApiDeps {
   readonly containers: ContainerEngine;
   readonly images: ImageService;
   readonly exec: ExecService;
   readonly events: EventBus;
+  readonly logs: LogService;
   readonly version: string;
 }
 
@@ -54,6 +57,11 @@ const CreateBody = Type.Object(
     networkMode: Type.Optional(Type.String({ maxLength: 128 })),
     stopSignal: Type.Optional(Type.String({ maxLength: 16 })),
     stopTimeout: Type.Optional(Type.Integer({ minimum: 0, maximum: 86400 })),
+    logOpts: Type.Optional(
+      Type.Record(Type.String({ maxLength: 64 }), Type.String({ maxLength: 256 }), {
+        maxProperties: 16,
+      }),
+    ),
     consoleSize: Type.Optional(ConsoleSize),
   },
   { additionalProperties: false },
@@ -159,7 +167,10 @@ export function buildApi(deps: ApiDeps): { app: FastifyInstance; upgrades: Upgra
 
   app.get('/v1/containers/:id', { schema: { params: IdParams } }, async (req: IdReq) => {
     const c = containers.resolve(req.params.id);
-    return containerInspect(c, containers.logPath(c.id));
+    const view = containerInspect(c, containers.logPath(c.id));
+    // Live counters from the monitor: what it wrote, dropped and rotated in this run.
+    const stats = c.state === 'running' ? await containers.monitorStats(c.id) : undefined;
+    return stats ? { ...view, LogStats: stats } : view;
   });
 
   app.post(
@@ -349,6 +360,8 @@ export function buildApi(deps: ApiDeps): { app: FastifyInstance; upgrades: Upgra
       return reply.code(201).send(imageSummary(img));
     },
   );
+
+  registerLogRoutes(app, containers, deps.logs);
 
   // ---- events ----
 

@@ -88,6 +88,12 @@ export function containerInspect(c: ContainerRecord, logPath: string): Record<st
     HostnamePath: '',
     HostsPath: '',
     LogPath: logPath,
+    LogConfig: {
+      MaxSize: c.config.log.maxSize,
+      MaxFiles: c.config.log.maxFiles,
+      Compress: c.config.log.compress,
+      DroppedBytes: c.logDroppedBytes,
+    },
     Name: `/${c.name}`,
     RestartCount: c.restartCount,
     Driver: 'berth',
@@ -114,7 +120,14 @@ export function containerInspect(c: ContainerRecord, logPath: string): Record<st
       AutoRemove: c.config.autoRemove,
       ReadonlyRootfs: true,
       RestartPolicy: { Name: 'no', MaximumRetryCount: 0 },
-      LogConfig: { Type: 'berth-monitor', Config: {} },
+      LogConfig: {
+        Type: 'berth-monitor',
+        Config: {
+          'max-size': String(c.config.log.maxSize),
+          'max-file': String(c.config.log.maxFiles),
+          compress: String(c.config.log.compress),
+        },
+      },
     },
     Mounts: [],
     NetworkSettings: {

@@ -8,6 +8,7 @@ import type { ContainerSummary, CreateContainerRequest } from '../types/api.ts';
 import { BerthError, errorMessage } from '../util/errors.ts';
 import { formatItems, table, truncate } from './output.ts';
 import { initialResize, pumpStream } from './streams.ts';
+import { Demuxer, STDERR } from '../util/stream-frame.ts';
 import { parseTemplate } from './template.ts';
 
 const collect = (v: string, prev: string[]) => [...prev, v];
@@ -90,6 +91,7 @@ interface CreateFlags {
   network?: string;
   stopSignal?: string;
   stopTimeout?: string;
+  logOpt: string[];
 }
 
 function addCreateOptions(c: Command): Command {
@@ -108,6 +110,7 @@ function addCreateOptions(c: Command): Command {
     .option('--network <mode>', 'network mode: none or host', 'none')
     .option('--stop-signal <signal>', 'signal to stop the container')
     .option('--stop-timeout <seconds>', 'seconds to wait before SIGKILL on stop')
+    .option('--log-opt <key=value>', 'log option: max-size, max-file, compress', collect, [])
     .helpOption('--help', 'display help for command');
 }
 
@@ -132,6 +135,18 @@ function createRequest(image: string, cmd: string[], f: CreateFlags): CreateCont
   if (f.rm) req.autoRemove = true;
   if (f.network !== undefined) req.networkMode = f.network;
   if (f.stopSignal !== undefined) req.stopSignal = f.stopSignal;
+  if (f.logOpt.length > 0) {
+    const opts: Record<string, string> = {};
+    for (const kv of f.logOpt) {
+      const j = kv.indexOf('=');
+      if (j <= 0)
+        throw new BerthError('INVALID_ARGUMENT', `Invalid log-opt: "${kv}" is not KEY=VALUE`, {
+          field: 'log-opt',
+        });
+      opts[kv.slice(0, j)] = kv.slice(j + 1);
+    }
+    req.logOpts = opts;
+  }
   if (f.stopTimeout !== undefined) {
     const n = Number(f.stopTimeout);
     if (!Number.isInteger(n) || n < 0)
@@ -569,6 +584,120 @@ export function buildProgram(
       }
     });
 
+  program
+    .command('logs')
+    .description("Show a container's output, across its rotated files")
+    .option('-f, --follow', 'keep printing new output until the container stops')
+    .option('-n, --tail <lines>', 'number of lines from the end, or all', 'all')
+    .option('--since <time>', 'from this time (RFC 3339, Unix seconds, or a duration like 10m)')
+    .option('--until <time>', 'up to this time')
+    .option('-t, --timestamps', 'prefix each line with its time')
+    .option('--stream <stream>', 'only stdout or stderr')
+    .argument('<container>')
+    .action(
+      async (
+        name: string,
+        f: {
+          follow?: boolean;
+          tail: string;
+          since?: string;
+          until?: string;
+          timestamps?: boolean;
+          stream?: string;
+        },
+      ) => {
+        if (f.tail !== 'all' && !/^\d+$/.test(f.tail))
+          throw new BerthError(
+            'INVALID_ARGUMENT',
+            `Invalid tail: "${f.tail}" is not a number or all`,
+            { field: 'tail' },
+          );
+        if (f.stream !== undefined && f.stream !== 'stdout' && f.stream !== 'stderr') {
+          throw new BerthError(
+            'INVALID_ARGUMENT',
+            `Invalid stream: "${f.stream}" (stdout or stderr)`,
+            { field: 'stream' },
+          );
+        }
+        const res = await client().stream(
+          'GET',
+          `/v1/containers/${encodeURIComponent(name)}/logs`,
+          {
+            follow: !!f.follow,
+            tail: f.tail,
+            since: f.since,
+            until: f.until,
+            timestamps: !!f.timestamps,
+            stdout: f.stream === undefined || f.stream === 'stdout',
+            stderr: f.stream === undefined || f.stream === 'stderr',
+          },
+        );
+        await copyLogStream(res, (res.headers['content-type'] ?? '').includes('multiplexed'));
+      },
+    );
+
+  program
+    .command('journal')
+    .description('One time-ordered view of the logs of all containers, removed ones included')
+    .option('-f, --follow', 'keep printing new lines')
+    .option('--container <name>', 'only this container (repeatable)', collect, [])
+    .option('--label <key[=value]>', 'only containers with this label (repeatable)', collect, [])
+    .option('--stream <stream>', 'only stdout or stderr')
+    .option('--since <time>', 'from this time')
+    .option('--until <time>', 'up to this time')
+    .option('--grep <regexp>', 'only lines matching')
+    .option('--after-cursor <cursor>', 'resume after this cursor')
+    .option('--format <format>', 'json (with the cursor of each line), or a Go template')
+    .action(
+      async (f: {
+        follow?: boolean;
+        container: string[];
+        label: string[];
+        stream?: string;
+        since?: string;
+        until?: string;
+        grep?: string;
+        afterCursor?: string;
+        format?: string;
+      }) => {
+        const q = new URLSearchParams();
+        for (const c of f.container) q.append('container', c);
+        for (const l of f.label) q.append('label', l);
+        if (f.stream) q.set('stream', f.stream);
+        if (f.since) q.set('since', f.since);
+        if (f.until) q.set('until', f.until);
+        if (f.grep) q.set('grep', f.grep);
+        if (f.afterCursor) q.set('after', f.afterCursor);
+        if (f.follow) q.set('follow', '1');
+        const tpl = f.format && f.format !== 'json' ? parseTemplate(f.format) : undefined;
+        const res = await client().stream('GET', `/v1/journal?${q.toString()}`);
+        let buf = '';
+        for await (const chunk of res) {
+          buf += (chunk as Buffer).toString();
+          let text = '';
+          let i: number;
+          while ((i = buf.indexOf('\n')) >= 0) {
+            const line = buf.slice(0, i);
+            buf = buf.slice(i + 1);
+            if (f.format === 'json') text += line + '\n';
+            else {
+              const e = JSON.parse(line) as {
+                time: string;
+                name: string;
+                stream: string;
+                message: string;
+              };
+              text += tpl
+                ? tpl.render(e) + '\n'
+                : `${e.time} ${e.name}[${e.stream}]: ${e.message}\n`;
+            }
+          }
+          if (text && !process.stdout.write(text))
+            await new Promise((r) => process.stdout.once('drain', r));
+        }
+      },
+    );
+
   // Declared here for --help; src/main.ts runs it without loading the client code path.
   program
     .command('daemon')
@@ -578,6 +707,23 @@ export function buildProgram(
 
   program.addOption(new Option('--debug', 'print stack traces on errors').hideHelp());
   return program;
+}
+
+// Copies a log stream to stdout and stderr with backpressure, demultiplexing docker's
+// framing when the container has no terminal.
+async function copyLogStream(res: AsyncIterable<unknown>, framed: boolean): Promise<void> {
+  const write = (w: NodeJS.WriteStream, b: Buffer) =>
+    w.write(b) ? undefined : new Promise((r) => w.once('drain', r));
+  let pending: (Promise<unknown> | undefined)[] = [];
+  const d = new Demuxer((stream, data) =>
+    pending.push(write(stream === STDERR ? process.stderr : process.stdout, data)),
+  );
+  for await (const chunk of res) {
+    if (framed) d.push(chunk as Buffer);
+    else pending.push(write(process.stdout, chunk as Buffer));
+    await Promise.all(pending);
+    pending = [];
+  }
 }
 
 function intArg(v: string, field: string): number {

@@ -1,7 +1,7 @@
 // The composition root: reads options, opens the store, builds the drivers, the engine and
 // the API in this one file, and handles signals. Nothing else constructs long-lived parts.
 import { existsSync } from 'node:fs';
-import { chmod, mkdir, rm } from 'node:fs/promises';
+import { chmod, mkdir, rm, statfs } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
@@ -14,7 +14,11 @@ import {
   EventBus,
   ExecService,
   ImageService,
+  LogService,
+  parseLogOpts,
+  parseSize,
 } from '../engine/index.ts';
+import { parseDurationMs } from '../util/time.ts';
 import { ImageFiles } from '../images/rootfs.ts';
 import { Runc } from '../runtime/runc.ts';
 import { Store } from '../store/index.ts';
@@ -35,6 +39,9 @@ export interface DaemonOptions {
   cgroupParent: string;
   pidsLimit: number;
   logLevel: string;
+  logOpt: string[];
+  logHostCap?: string;
+  removedLogRetention: string;
 }
 
 export function daemonCommand(): Command {
@@ -49,6 +56,21 @@ export function daemonCommand(): Command {
     .option('--cgroup-parent <name>', 'cgroup parent for containers', 'berth')
     .option('--pids-limit <n>', 'default pids limit per container', (v) => Number(v), 4096)
     .option('--log-level <level>', 'log level', 'info')
+    .option(
+      '--log-opt <key=value>',
+      'default container log option (max-size, max-file, compress)',
+      (v: string, p: string[]) => [...p, v],
+      [],
+    )
+    .option(
+      '--log-host-cap <size>',
+      'cap on all rotated container logs together (default: 10% of the data filesystem)',
+    )
+    .option(
+      '--removed-log-retention <duration>',
+      'how long logs of removed containers stay in the journal',
+      '24h',
+    )
     .action(async (o: Omit<DaemonOptions, 'socket'> & { socket?: string }) => {
       const runRoot = resolve(o.runRoot);
       await runDaemon({
@@ -75,8 +97,33 @@ export async function runDaemon(o: DaemonOptions): Promise<void> {
   }
   await mkdir(o.root, { recursive: true, mode: 0o711 });
   await mkdir(join(o.root, 'images'), { recursive: true, mode: 0o700 });
-  await mkdir(join(o.root, 'containers'), { recursive: true, mode: 0o700 });
   await mkdir(join(o.runRoot, 'c'), { recursive: true, mode: 0o700 });
+  await mkdir(join(o.root, 'logs'), { recursive: true, mode: 0o700 });
+  const logOpts: Record<string, string> = {};
+  for (const kv of o.logOpt) {
+    const i = kv.indexOf('=');
+    if (i <= 0)
+      throw new BerthError('INVALID_ARGUMENT', `Invalid log-opt: "${kv}" is not KEY=VALUE`);
+    logOpts[kv.slice(0, i)] = kv.slice(i + 1);
+  }
+  // Bounded by default, unlike docker's json-file: 5 files of 10 MiB per container.
+  const logDefaults = parseLogOpts(logOpts, {
+    maxSize: 10 * 1024 * 1024,
+    maxFiles: 5,
+    compress: false,
+  });
+  const dataFs = await statfs(o.root);
+  const hostCapBytes =
+    o.logHostCap !== undefined
+      ? parseSize(o.logHostCap, 'log-host-cap')
+      : Math.floor(dataFs.blocks * dataFs.bsize * 0.1);
+  const removedRetentionMs = parseDurationMs(o.removedLogRetention);
+  if (removedRetentionMs === undefined) {
+    throw new BerthError(
+      'INVALID_ARGUMENT',
+      `Invalid removed-log-retention: "${o.removedLogRetention}" is not a duration`,
+    );
+  }
   const lock = lockDataRoot(o.root);
 
   const store = new Store(join(o.root, 'berth.db'));
@@ -84,7 +131,14 @@ export async function runDaemon(o: DaemonOptions): Promise<void> {
   const cgroups = new Cgroups();
   const runc = new Runc({ binary: o.runc, root: join(o.runRoot, 'runc') });
   const images = new ImageService(store, new ImageFiles(join(o.root, 'images')), events);
-  const containers = new ContainerEngine(store, images, runc, cgroups, events, log, {
+  const logs = new LogService(
+    join(o.root, 'logs'),
+    { defaults: logDefaults, hostCapBytes, removedRetentionMs },
+    store,
+    events,
+    log,
+  );
+  const containers = new ContainerEngine(store, images, logs, runc, cgroups, events, log, {
     dataRoot: o.root,
     runRoot: o.runRoot,
     monitorBinary: o.monitor,
@@ -94,6 +148,7 @@ export async function runDaemon(o: DaemonOptions): Promise<void> {
     shmSizeBytes: 64 * 1024 * 1024,
   });
   const exec = new ExecService(containers, images, runc, o.monitor);
+  logs.startJanitor();
   containers.init();
   await images.seedBusybox(o.busybox);
   const t0 = performance.now();
@@ -101,7 +156,7 @@ export async function runDaemon(o: DaemonOptions): Promise<void> {
   log.info({ ...rec, ms: Math.round(performance.now() - t0) }, 'containers reconciled');
 
   const version = process.env['npm_package_version'] ?? '0.1.0';
-  const { app, upgrades } = buildApi({ containers, images, exec, events, version });
+  const { app, upgrades } = buildApi({ containers, images, exec, events, logs, version });
   app.server.on('upgrade', (req, sock, head) => {
     upgrades.handle(req, sock, head).catch((e: unknown) => {
       log.error({ err: errorMessage(e) }, 'upgrade failed');

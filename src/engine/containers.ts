@@ -14,6 +14,7 @@ import {
   launchMonitor,
   MonitorConnection,
   readExitRecord,
+  readMonitorEvents,
   type ExitRecord,
 } from '../runtime/monitor.ts';
 import type { Runc } from '../runtime/runc.ts';
@@ -33,6 +34,7 @@ import { parseSignal } from '../util/signals.ts';
 import type { Logger } from '../util/logger.ts';
 import type { EventBus } from './events.ts';
 import type { ImageService } from './images.ts';
+import { parseLogOpts, type LogService } from './logs.ts';
 import { assertCan } from './lifecycle.ts';
 import { KeyedMutex } from './mutex.ts';
 import { generateName } from './names.ts';
@@ -78,6 +80,7 @@ function mergeEnv(base: readonly string[], over: readonly string[]): string[] {
 export class ContainerEngine {
   private readonly store: Store;
   private readonly images: ImageService;
+  private readonly logs: LogService;
   private readonly runc: Runc;
   private readonly cgroups: Cgroups;
   private readonly events: EventBus;
@@ -93,6 +96,7 @@ export class ContainerEngine {
   constructor(
     store: Store,
     images: ImageService,
+    logs: LogService,
     runc: Runc,
     cgroups: Cgroups,
     events: EventBus,
@@ -101,6 +105,7 @@ export class ContainerEngine {
   ) {
     this.store = store;
     this.images = images;
+    this.logs = logs;
     this.runc = runc;
     this.cgroups = cgroups;
     this.events = events;
@@ -118,7 +123,7 @@ export class ContainerEngine {
   }
 
   logPath(id: string): string {
-    return join(this.opts.dataRoot, 'containers', id, 'container.log');
+    return this.logs.livePath(id);
   }
 
   private cgroupsPath(id: string): string {
@@ -179,6 +184,7 @@ export class ContainerEngine {
     if (entrypoint.length + cmd.length === 0) {
       throw invalid('cmd', 'no command specified and the image has none');
     }
+    const log = parseLogOpts(req.logOpts ?? {}, this.logs.defaults);
     const user = req.user ?? image.config.user;
     await resolveUser(this.images.rootfs(image.id), user); // fail at create, not at start
 
@@ -200,6 +206,7 @@ export class ContainerEngine {
       networkMode,
       stopSignal,
       stopTimeout: req.stopTimeout ?? 10,
+      log,
       ...(req.tty && req.consoleSize ? { consoleSize: req.consoleSize } : {}),
     };
     const rec: ContainerRecord = {
@@ -218,6 +225,8 @@ export class ContainerEngine {
       restartCount: 0,
       error: '',
       stoppedByUser: false,
+      eventsOffset: 0,
+      logDroppedBytes: 0,
     };
     // Creating a container only writes the store: everything on disk is made at start,
     // so a failed create has nothing to roll back but its row.
@@ -259,13 +268,19 @@ export class ContainerEngine {
     assertCan('start', c.state, c.name);
     const prev = c.state;
     this.store.tx(() =>
-      this.store.containers.update(id, { state: 'starting', error: '', stoppedByUser: false }),
+      // A start makes a new state dir, so the monitor's event file starts over.
+      this.store.containers.update(id, {
+        state: 'starting',
+        error: '',
+        stoppedByUser: false,
+        eventsOffset: 0,
+      }),
     );
     const stateDir = this.stateDir(id);
     let conn: MonitorConnection | undefined;
     try {
       const bundle = await this.writeBundle(c);
-      await mkdir(join(this.opts.dataRoot, 'containers', id), { recursive: true, mode: 0o700 });
+      await this.logs.prepare(id, c.name, c.config);
       const started = await launchMonitor({
         binary: this.opts.monitorBinary,
         id,
@@ -278,6 +293,8 @@ export class ContainerEngine {
         cgroupProcs: this.monitorCgroupProcs,
         terminal: c.config.tty,
         stdin: c.config.openStdin,
+        logMaxSize: c.config.log.maxSize,
+        logMaxFiles: c.config.log.maxFiles,
       });
       conn = await MonitorConnection.connect(stateDir);
       const startedAt = new Date();
@@ -386,6 +403,7 @@ export class ContainerEngine {
 
   private track(id: string, conn: MonitorConnection): void {
     this.live.set(id, { conn });
+    conn.onNotify = () => void this.ingestEvents(id);
     void conn.closed.then(() => this.mutex.run(id, () => this.onMonitorGone(id, conn)));
   }
 
@@ -407,6 +425,7 @@ export class ContainerEngine {
       this.log.error({ id }, 'monitor lost; stopping the orphaned container');
       await this.cleanupRuntime(id);
     } else {
+      await this.ingestEvents(id);
       await rm(this.stateDir(id), { recursive: true, force: true });
     }
     const finishedAt = exit ? new Date(exit.finishedAt) : new Date();
@@ -420,23 +439,24 @@ export class ContainerEngine {
         finishedAt: exit?.finishedAt ?? finishedAt.toISOString(),
         error: exit ? '' : 'monitor lost',
       });
-      if (exit?.oomKilled) {
-        this.events.append(
-          {
-            type: 'container',
-            action: 'oom',
-            actorId: id,
-            attributes: this.attrs(c.config, c.name),
-          },
-          finishedAt,
-        );
+      if (!exit) {
+        this.events.append({
+          type: 'container',
+          action: 'monitor-lost',
+          actorId: id,
+          attributes: this.attrs(c.config, c.name),
+        });
       }
       this.events.append(
         {
           type: 'container',
           action: 'die',
           actorId: id,
-          attributes: { ...this.attrs(c.config, c.name), exitCode: String(exitCode) },
+          attributes: {
+            ...this.attrs(c.config, c.name),
+            exitCode: String(exitCode),
+            oomKilled: String(exit?.oomKilled ?? false),
+          },
         },
         finishedAt,
       );
@@ -447,6 +467,38 @@ export class ContainerEngine {
       await this.removeLocked(id).catch((e: unknown) =>
         this.log.error({ id, err: errorMessage(e) }, 'auto-remove failed'),
       );
+  }
+
+  // Turns the monitor's durable event lines into journal events, exactly once: the offset
+  // read up to commits with them.
+  private async ingestEvents(id: string): Promise<void> {
+    const c = this.store.containers.get(id);
+    if (!c) return;
+    const { events, offset } = await readMonitorEvents(this.stateDir(id), c.eventsOffset);
+    if (offset === c.eventsOffset) return;
+    let rotated = false;
+    let dropped = 0;
+    this.store.tx(() => {
+      const cur = this.store.containers.get(id);
+      if (!cur || cur.eventsOffset !== c.eventsOffset) return; // another ingest won
+      for (const e of events) {
+        const { type, time, ...rest } = e;
+        if (type === 'log-rotated') rotated = true;
+        if (type === 'log-dropped') dropped += Number(rest['bytes']) || 0;
+        const attributes: Record<string, string> = { ...this.attrs(c.config, c.name) };
+        for (const [k, v] of Object.entries(rest)) attributes[k] = String(v);
+        const at = new Date(time);
+        this.events.append(
+          { type: 'container', action: type, actorId: id, attributes },
+          Number.isNaN(at.getTime()) ? new Date() : at,
+        );
+      }
+      this.store.containers.update(id, {
+        eventsOffset: offset,
+        logDroppedBytes: cur.logDroppedBytes + dropped,
+      });
+    });
+    if (rotated) this.logs.onRotated(id, c.config.log);
   }
 
   // ---- stop / kill ----
@@ -543,7 +595,7 @@ export class ContainerEngine {
     if (!c) return;
     this.store.tx(() => this.store.containers.update(id, { state: 'removing' }));
     await this.cleanupRuntime(id);
-    await rm(join(this.opts.dataRoot, 'containers', id), { recursive: true, force: true });
+    await this.logs.retire(id);
     this.store.tx(() => {
       this.store.containers.delete(id);
       this.events.append({
@@ -642,6 +694,16 @@ export class ContainerEngine {
     });
   }
 
+  async monitorStats(id: string): Promise<Record<string, number> | undefined> {
+    const live = this.live.get(id);
+    if (!live) return undefined;
+    try {
+      return JSON.parse(await live.conn.request('stats')) as Record<string, number>;
+    } catch {
+      return undefined;
+    }
+  }
+
   async pids(ref: string): Promise<number[]> {
     const c = this.resolve(ref);
     assertCan('top', c.state, c.name);
@@ -719,6 +781,7 @@ export class ContainerEngine {
           try {
             const conn = await MonitorConnection.connect(this.stateDir(id));
             this.track(id, conn);
+            await this.ingestEvents(id);
             // A start that was recorded but not yet sent when berthd died.
             await conn.request('start').catch(() => undefined);
             this.store.tx(() =>

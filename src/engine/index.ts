@@ -3,3 +3,5 @@ export { ExecService, type ExecSession } from './exec.ts';
 export { ImageService } from './images.ts';
 export { EventBus } from './events.ts';
 export { matchFilters, parseFilterArgs, validateFilters, type Filters } from './filters.ts';
+export { LogService, parseLogOpts, parseSize, type LogPolicy } from './logs.ts';
+export { decodeCursor, type JournalSource, type LogLine, type Stream } from '../logs/index.ts';

@@ -17,6 +17,8 @@ export interface MonitorLaunch {
   readonly cgroupProcs: readonly string[];
   readonly terminal: boolean;
   readonly stdin: boolean;
+  readonly logMaxSize: number;
+  readonly logMaxFiles: number;
 }
 
 export interface MonitorStarted {
@@ -36,6 +38,7 @@ export const monitorFiles = (stateDir: string) => ({
   ctl: join(stateDir, 'ctl.sock'),
   attach: join(stateDir, 'attach.sock'),
   exit: join(stateDir, 'exit.json'),
+  events: join(stateDir, 'events.jsonl'),
   monitorPid: join(stateDir, 'monitor.pid'),
   containerPid: join(stateDir, 'container.pid'),
 });
@@ -71,6 +74,8 @@ export function launchMonitor(l: MonitorLaunch): Promise<MonitorStarted> {
   ];
   if (l.oomFile) args.push('--oom-file', l.oomFile);
   for (const p of l.cgroupProcs) args.push('--cgroup-procs', p);
+  if (l.logMaxSize > 0)
+    args.push('--log-max-size', String(l.logMaxSize), '--log-max-files', String(l.logMaxFiles));
   if (l.terminal) args.push('--terminal');
   if (l.stdin) args.push('--stdin');
 
@@ -116,6 +121,37 @@ export function launchMonitor(l: MonitorLaunch): Promise<MonitorStarted> {
   });
 }
 
+export interface MonitorEvent {
+  readonly type: string;
+  readonly time: string;
+  readonly [k: string]: unknown;
+}
+
+// Complete lines of the monitor's event file from a byte offset, and the offset after them.
+export async function readMonitorEvents(
+  stateDir: string,
+  offset: number,
+): Promise<{ events: MonitorEvent[]; offset: number }> {
+  let buf: Buffer;
+  try {
+    buf = await readFile(monitorFiles(stateDir).events);
+  } catch {
+    return { events: [], offset };
+  }
+  const end = buf.lastIndexOf(10) + 1;
+  if (end <= offset) return { events: [], offset };
+  const events: MonitorEvent[] = [];
+  for (const line of buf.subarray(offset, end).toString().split('\n')) {
+    if (!line) continue;
+    try {
+      events.push(JSON.parse(line) as MonitorEvent);
+    } catch {
+      /* a torn line cannot happen with O_APPEND single writes; skip garbage */
+    }
+  }
+  return { events, offset: end };
+}
+
 export async function readExitRecord(stateDir: string): Promise<ExitRecord | undefined> {
   try {
     return JSON.parse(await readFile(monitorFiles(stateDir).exit, 'utf8')) as ExitRecord;
@@ -130,6 +166,8 @@ export async function readExitRecord(stateDir: string): Promise<ExitRecord | und
 export class MonitorConnection {
   private readonly sock: Socket;
   private buf = '';
+  // Unsolicited lines from the monitor ("!event": new lines in events.jsonl).
+  onNotify: ((what: string) => void) | undefined;
   private readonly pending: { resolve: (v: string) => void; reject: (e: Error) => void }[] = [];
   readonly closed: Promise<void>;
 
@@ -142,9 +180,13 @@ export class MonitorConnection {
       while ((i = this.buf.indexOf('\n')) >= 0) {
         const line = this.buf.slice(0, i);
         this.buf = this.buf.slice(i + 1);
+        if (line.startsWith('!')) {
+          this.onNotify?.(line.slice(1));
+          continue;
+        }
         const p = this.pending.shift();
         if (!p) continue;
-        if (line === 'ok') p.resolve(line);
+        if (line === 'ok' || line.startsWith('ok ')) p.resolve(line.slice(3));
         else p.reject(new Error(line.replace(/^error /, '')));
       }
     });

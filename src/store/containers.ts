@@ -22,6 +22,8 @@ interface Row {
   restart_count: number;
   error: string;
   stopped_by_user: number;
+  events_offset: number;
+  log_dropped_bytes: number;
 }
 
 const COLUMNS: Record<keyof ContainerUpdate, keyof Row> = {
@@ -37,6 +39,8 @@ const COLUMNS: Record<keyof ContainerUpdate, keyof Row> = {
   restartCount: 'restart_count',
   error: 'error',
   stoppedByUser: 'stopped_by_user',
+  eventsOffset: 'events_offset',
+  logDroppedBytes: 'log_dropped_bytes',
 };
 
 function fromRow(r: Row): ContainerRecord {
@@ -56,6 +60,8 @@ function fromRow(r: Row): ContainerRecord {
     restartCount: r.restart_count,
     error: r.error,
     stoppedByUser: r.stopped_by_user !== 0,
+    eventsOffset: r.events_offset,
+    logDroppedBytes: r.log_dropped_bytes,
   };
 }
 

@@ -40,4 +40,8 @@ export const MIGRATIONS: readonly string[] = [
     attributes TEXT NOT NULL
   );
   `,
+  `
+  ALTER TABLE containers ADD COLUMN events_offset INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE containers ADD COLUMN log_dropped_bytes INTEGER NOT NULL DEFAULT 0;
+  `,
 ];

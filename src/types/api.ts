@@ -17,6 +17,7 @@ export interface CreateContainerRequest {
   stopSignal?: string;
   stopTimeout?: number;
   consoleSize?: [number, number];
+  logOpts?: Record<string, string>;
 }
 
 export interface CreateContainerResponse {

@@ -5,6 +5,12 @@ export type ContainerState =
   'created' | 'starting' | 'running' | 'stopping' | 'exited' | 'removing';
 export type NetworkMode = 'none' | 'host';
 
+export interface LogConfig {
+  readonly maxSize: number;
+  readonly maxFiles: number;
+  readonly compress: boolean;
+}
+
 export interface ContainerConfig {
   readonly image: string;
   readonly imageId: string;
@@ -21,6 +27,7 @@ export interface ContainerConfig {
   readonly networkMode: NetworkMode;
   readonly stopSignal: string;
   readonly stopTimeout: number;
+  readonly log: LogConfig;
   // Rows and columns of the client's terminal at create, so the first output is laid out
   // right before any resize can arrive.
   readonly consoleSize?: readonly [number, number];
@@ -42,6 +49,10 @@ export interface ContainerRecord {
   readonly restartCount: number;
   readonly error: string;
   readonly stoppedByUser: boolean;
+  // How far berthd has read the monitor's durable event file.
+  readonly eventsOffset: number;
+  // Output the monitor could not write (disk full or stalled), over the container's life.
+  readonly logDroppedBytes: number;
 }
 
 export type ContainerUpdate = Partial<Omit<ContainerRecord, 'id' | 'config' | 'createdAt'>>;

@@ -24,6 +24,7 @@ export class TestDaemon {
   readonly client: BerthClient;
   private proc: ChildProcess | undefined;
   private logs = '';
+  private extraArgs: readonly string[] = [];
 
   private constructor(dir: string) {
     this.dir = dir;
@@ -33,8 +34,9 @@ export class TestDaemon {
     this.client = new BerthClient(`unix://${this.socket}`);
   }
 
-  static async start(): Promise<TestDaemon> {
+  static async start(extraArgs: readonly string[] = []): Promise<TestDaemon> {
     const d = new TestDaemon(await mkdtemp('/tmp/bt-'));
+    d.extraArgs = extraArgs;
     await d.startProcess();
     return d;
   }
@@ -51,7 +53,17 @@ export class TestDaemon {
     this.logs = '';
     const p = spawn(
       process.execPath,
-      [MAIN, 'daemon', '--root', this.root, '--run-root', this.runRoot, '--log-level', 'debug'],
+      [
+        MAIN,
+        'daemon',
+        '--root',
+        this.root,
+        '--run-root',
+        this.runRoot,
+        '--log-level',
+        'debug',
+        ...this.extraArgs,
+      ],
       {
         stdio: ['ignore', 'pipe', 'pipe'],
       },
@@ -182,10 +194,12 @@ export function cgroupLeaks(id: string): string[] {
   return out;
 }
 
+// A zombie counts as dead: it has exited and only waits for its parent (here often the
+// sandbox's init, which reaps slowly) to collect it.
 export function pidAlive(pid: number): boolean {
   try {
-    process.kill(pid, 0);
-    return true;
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
   } catch {
     return false;
   }

@@ -53,7 +53,7 @@ describe('re-adoption after kill -9 of berthd', () => {
     await sleep(1500);
     // Nothing changed for the containers: same processes, still logging.
     assert.ok(pids.every(pidAlive), 'every container survived kill -9 of berthd');
-    const logSize = (id: string) => readFileSync(`${d.root}/containers/${id}/container.log`).length;
+    const logSize = (id: string) => readFileSync(`${d.root}/logs/${id}/container.log`).length;
     const sizes = ids.map(logSize);
     await sleep(300);
     assert.ok(

@@ -206,7 +206,7 @@ describe('container lifecycle', () => {
       ])
     ).trim();
     await waitFor(
-      () => readFileSync(`${d.root}/containers/${id}/container.log`, 'utf8').includes('ready'),
+      () => readFileSync(`${d.root}/logs/${id}/container.log`, 'utf8').includes('ready'),
       10_000,
       'ready',
     );
@@ -337,7 +337,7 @@ describe('container lifecycle', () => {
       ])
     ).trim();
     await d.client.resizeContainer(id, 42, 123);
-    const log = `${d.root}/containers/${id}/container.log`;
+    const log = `${d.root}/logs/${id}/container.log`;
     await waitFor(() => readFileSync(log, 'utf8').includes('42 123'), 5000, 'new size inside');
     await d.berthOk(['rm', '-f', id]);
   });

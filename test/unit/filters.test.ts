@@ -25,6 +25,7 @@ const baseConfig: ContainerConfig = {
   networkMode: 'none',
   stopSignal: 'SIGTERM',
   stopTimeout: 10,
+  log: { maxSize: 10485760, maxFiles: 5, compress: false },
 };
 
 function rec(over: Partial<ContainerRecord> & { labels?: Record<string, string> } = {}) {
@@ -45,6 +46,8 @@ function rec(over: Partial<ContainerRecord> & { labels?: Record<string, string> 
     restartCount: 0,
     error: '',
     stoppedByUser: false,
+    eventsOffset: 0,
+    logDroppedBytes: 0,
     ...rest,
   };
   return c;

@@ -31,6 +31,7 @@ function rec(id: string, name: string, over: Partial<ContainerRecord> = {}): Con
       networkMode: 'none',
       stopSignal: 'SIGTERM',
       stopTimeout: 10,
+      log: { maxSize: 10485760, maxFiles: 5, compress: false },
     },
     createdAt: '2024-01-01T00:00:00.000Z',
     state: 'created',
@@ -44,6 +45,8 @@ function rec(id: string, name: string, over: Partial<ContainerRecord> = {}): Con
     restartCount: 0,
     error: '',
     stoppedByUser: false,
+    eventsOffset: 0,
+    logDroppedBytes: 0,
     ...over,
   };
 }

@@ -1,0 +1,225 @@
+// Log reading over the API: one container's log (docker's stream framing, or raw with a
+// terminal) and the cross-container journal as NDJSON with a cursor per line.
+import type { ServerResponse } from 'node:http';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { Type } from '@sinclair/typebox';
+import type { ContainerEngine, LogService } from '../engine/index.ts';
+import { decodeCursor, type JournalSource, type LogLine, type Stream } from '../engine/index.ts';
+import { invalid } from '../util/errors.ts';
+import { frame, STDERR, STDOUT } from '../util/stream-frame.ts';
+import { parseTimeArg } from '../util/time.ts';
+
+const BoolQ = Type.Optional(Type.String({ maxLength: 5 }));
+const truthy = (v: string | undefined) => v === '1' || v === 'true' || v === 'True';
+
+function timeArg(v: string | undefined, field: string): string | undefined {
+  if (v === undefined || v === '' || v === '0') return undefined;
+  const t = parseTimeArg(v);
+  if (t === undefined)
+    throw invalid(field, `"${v}" is not a time (RFC 3339, Unix seconds, or a duration like 10m)`);
+  return t;
+}
+
+// Writes with backpressure: a slow reader slows only its own stream.
+function send(res: ServerResponse, data: Buffer | string): Promise<void> {
+  if (res.write(data)) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.on('drain', done);
+    res.on('close', done);
+  });
+}
+
+// Consecutive lines of one stream go out as one frame: framing costs per batch, not per line.
+function encode(lines: LogLine[], timestamps: boolean, framed: boolean): Buffer {
+  const parts: Buffer[] = [];
+  let run: Buffer[] = [];
+  let runStream: Stream | undefined;
+  const flush = () => {
+    if (run.length === 0) return;
+    const body = Buffer.concat(run);
+    parts.push(framed ? frame(runStream === 'stderr' ? STDERR : STDOUT, body) : body);
+    run = [];
+  };
+  for (const l of lines) {
+    if (framed && l.stream !== runStream) {
+      flush();
+      runStream = l.stream;
+    }
+    if (timestamps) run.push(Buffer.from(`${l.ts} `));
+    run.push(l.text, NEWLINE);
+  }
+  flush();
+  return Buffer.concat(parts);
+}
+const NEWLINE = Buffer.from('\n');
+
+export function registerLogRoutes(
+  app: FastifyInstance,
+  containers: ContainerEngine,
+  logs: LogService,
+): void {
+  app.get(
+    '/v1/containers/:id/logs',
+    {
+      schema: {
+        params: Type.Object({ id: Type.String({ minLength: 1, maxLength: 128 }) }),
+        querystring: Type.Object({
+          follow: BoolQ,
+          stdout: BoolQ,
+          stderr: BoolQ,
+          timestamps: BoolQ,
+          since: Type.Optional(Type.String({ maxLength: 64 })),
+          until: Type.Optional(Type.String({ maxLength: 64 })),
+          tail: Type.Optional(Type.String({ pattern: '^(all|\\d+)$' })),
+        }),
+      },
+    },
+    async (req: FastifyRequest, reply) => {
+      const q = req.query as Record<string, string | undefined>;
+      const c = containers.resolve((req.params as { id: string }).id);
+      const since = timeArg(q['since'], 'since');
+      const until = timeArg(q['until'], 'until');
+      const streams = new Set<Stream>();
+      // Docker's API asks for streams explicitly; none asked means both, as the CLI does.
+      if (truthy(q['stdout'])) streams.add('stdout');
+      if (truthy(q['stderr'])) streams.add('stderr');
+      if (streams.size === 0) {
+        streams.add('stdout');
+        streams.add('stderr');
+      }
+      const tail = q['tail'] === undefined || q['tail'] === 'all' ? undefined : Number(q['tail']);
+      const follow = truthy(q['follow']);
+      const ac = new AbortController();
+      const stopped =
+        follow && c.state === 'running'
+          ? containers.wait(c.id, 'not-running', ac.signal).catch(() => undefined)
+          : undefined;
+      const framed = !c.config.tty;
+      reply.hijack();
+      const res = reply.raw;
+      res.writeHead(200, {
+        'Content-Type': framed
+          ? 'application/vnd.docker.multiplexed-stream'
+          : 'application/vnd.docker.raw-stream',
+      });
+      res.flushHeaders();
+      res.on('close', () => ac.abort());
+      try {
+        const it = logs.read(c.id, {
+          since,
+          until,
+          tail,
+          streams,
+          follow: follow ? (stopped ?? Promise.resolve()) : undefined,
+          signal: ac.signal,
+        });
+        for await (const batch of it) {
+          if (ac.signal.aborted) break;
+          await send(res, encode(batch, truthy(q['timestamps']), framed));
+        }
+      } finally {
+        ac.abort();
+        res.end();
+      }
+    },
+  );
+
+  app.get(
+    '/v1/journal',
+    {
+      schema: {
+        querystring: Type.Object({
+          follow: BoolQ,
+          since: Type.Optional(Type.String({ maxLength: 64 })),
+          until: Type.Optional(Type.String({ maxLength: 64 })),
+          container: Type.Optional(
+            Type.Union([
+              Type.String({ maxLength: 128 }),
+              Type.Array(Type.String({ maxLength: 128 }), { maxItems: 256 }),
+            ]),
+          ),
+          label: Type.Optional(
+            Type.Union([
+              Type.String({ maxLength: 1024 }),
+              Type.Array(Type.String({ maxLength: 1024 }), { maxItems: 64 }),
+            ]),
+          ),
+          stream: Type.Optional(Type.Union([Type.Literal('stdout'), Type.Literal('stderr')])),
+          grep: Type.Optional(Type.String({ maxLength: 1024 })),
+          after: Type.Optional(Type.String({ maxLength: 512 })),
+        }),
+      },
+    },
+    async (req: FastifyRequest, reply) => {
+      const q = req.query as Record<string, string | string[] | undefined>;
+      const list = (v: string | string[] | undefined) =>
+        v === undefined ? [] : Array.isArray(v) ? v : [v];
+      const one = (v: string | string[] | undefined) => (Array.isArray(v) ? v[0] : v);
+      const since = timeArg(one(q['since']), 'since');
+      const until = timeArg(one(q['until']), 'until');
+      let grep: RegExp | undefined;
+      const g = one(q['grep']);
+      if (g !== undefined) {
+        try {
+          grep = new RegExp(g);
+        } catch (e) {
+          throw invalid('grep', (e as Error).message);
+        }
+      }
+      const afterArg = one(q['after']);
+      const after = afterArg === undefined ? undefined : decodeCursor(afterArg);
+      if (afterArg !== undefined && !after) throw invalid('after', 'not a journal cursor');
+      const wanted = list(q['container']);
+      const labels = list(q['label']);
+      const stream = one(q['stream']) as Stream | undefined;
+      const match = (s: JournalSource) =>
+        (wanted.length === 0 || wanted.some((w) => s.name === w || s.id.startsWith(w))) &&
+        labels.every((l) => {
+          const i = l.indexOf('=');
+          return i < 0 ? l in s.labels : s.labels[l.slice(0, i)] === l.slice(i + 1);
+        });
+      const ac = new AbortController();
+      reply.hijack();
+      const res = reply.raw;
+      res.writeHead(200, { 'Content-Type': 'application/x-ndjson' });
+      res.flushHeaders();
+      res.on('close', () => ac.abort());
+      try {
+        const it = logs.journal(match, {
+          since,
+          until,
+          streams: stream ? new Set([stream]) : undefined,
+          grep,
+          after,
+          follow: truthy(one(q['follow'])),
+          signal: ac.signal,
+        });
+        for await (const batch of it) {
+          if (ac.signal.aborted) break;
+          let out = '';
+          for (const e of batch) {
+            out +=
+              JSON.stringify({
+                cursor: e.cursor,
+                time: e.line.ts,
+                id: e.source.id,
+                name: e.source.name,
+                image: e.source.image,
+                stream: e.line.stream,
+                message: e.line.text.toString(),
+              }) + '\n';
+          }
+          await send(res, out);
+        }
+      } finally {
+        ac.abort();
+        res.end();
+      }
+    },
+  );
+}
