@@ -51,7 +51,8 @@ function encode(lines: LogLine[], timestamps: boolean, framed: boolean): Buffer 
       runStream = l.stream;
     }
     if (timestamps) run.push(Buffer.from(`${l.ts} `));
-    run.push(l.text, NEWLINE);
+    if (l.textNl) run.push(l.textNl);
+    else run.push(l.text, NEWLINE);
   }
   flush();
   return Buffer.concat(parts);
@@ -117,6 +118,7 @@ export function registerLogRoutes(
           streams,
           follow: follow ? (stopped ?? Promise.resolve()) : undefined,
           signal: ac.signal,
+          needTs: truthy(q['timestamps']),
         });
         for await (const batch of it) {
           if (ac.signal.aborted) break;

@@ -102,7 +102,7 @@ async function* mergeOnce(
       (o.after && o.after.id === source.id
         ? { seq: o.after.seq, offset: o.after.offset }
         : undefined);
-    const ro: ReadOptions = { since: o.since, until, streams: o.streams, after };
+    const ro: ReadOptions = { since: o.since, until, streams: o.streams, after, needTs: true };
     return { source, it: readLog(source.livePath, ro), batch: [], i: 0, done: false };
   });
   await Promise.all(heads.map(fill));

@@ -19,6 +19,9 @@ export interface LogLine {
   readonly ts: string;
   readonly stream: Stream;
   readonly text: Buffer;
+  // The text with its newline, when the file has them side by side (most lines): a
+  // writer can pass it on as one slice.
+  readonly textNl?: Buffer | undefined;
   // Where the line's last record starts: with the container id, a total order and a cursor.
   readonly seq: number;
   readonly offset: number;
@@ -34,6 +37,9 @@ export interface ReadOptions {
   // With follow, reading goes on until this resolves (the container stopped), then drains.
   readonly follow?: Promise<unknown> | undefined;
   readonly signal?: AbortSignal | undefined;
+  // Whether lines need their time (for --timestamps or a merge); without it the per-line
+  // string is skipped, which is a third of the cost of reading a large log.
+  readonly needTs?: boolean | undefined;
 }
 
 interface Pending {
@@ -48,8 +54,10 @@ class Parser {
     stderr: undefined,
   };
   private readonly o: ReadOptions;
+  private readonly needTs: boolean;
   constructor(o: ReadOptions) {
     this.o = o;
+    this.needTs = o.needTs === true || o.since !== undefined || o.until !== undefined;
   }
 
   parse(buf: Buffer, end: number, seq: number, base: number, out: LogLine[]): boolean {
@@ -69,7 +77,7 @@ class Parser {
             : undefined;
       if (!stream || buf[sp1 + 7] !== SP || buf[sp1 + 9] !== SP) continue;
       const partial = buf[sp1 + 8] === 80; /* P */
-      const ts = buf.toString('latin1', line, sp1);
+      const ts = this.needTs ? buf.toString('latin1', line, sp1) : '';
       const o = this.o;
       if (o.until !== undefined && ts > o.until) return false;
       if (o.streams && !o.streams.has(stream)) continue;
@@ -95,7 +103,14 @@ class Parser {
         this.pending[stream] = undefined;
         out.push({ ts: lineTs, stream, text: Buffer.concat(p.parts), seq, offset });
       } else {
-        out.push({ ts, stream, text, seq, offset });
+        out.push({
+          ts,
+          stream,
+          text,
+          textNl: nl < end ? buf.subarray(sp1 + 10, nl + 1) : undefined,
+          seq,
+          offset,
+        });
       }
     }
     return true;

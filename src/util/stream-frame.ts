@@ -12,8 +12,15 @@ export function frame(stream: number, data: Buffer): Buffer {
   return Buffer.concat([h, data]);
 }
 
+// Streaming: a frame's payload is handed on as its bytes arrive, in one or more pieces,
+// with no copy and no waiting for the whole frame (a 1 MiB frame arrives in many socket
+// reads; buffering it meant copying it over and over). Pieces of different frames are
+// never merged; an empty frame produces no call.
 export class Demuxer {
-  private buf: Buffer = Buffer.alloc(0);
+  private readonly header = Buffer.alloc(8);
+  private headerFill = 0;
+  private remaining = 0;
+  private stream = STDOUT;
   private readonly onChunk: (stream: number, data: Buffer) => void;
 
   constructor(onChunk: (stream: number, data: Buffer) => void) {
@@ -21,13 +28,23 @@ export class Demuxer {
   }
 
   push(data: Buffer): void {
-    this.buf = this.buf.length === 0 ? data : Buffer.concat([this.buf, data]);
-    while (this.buf.length >= 8) {
-      const size = this.buf.readUInt32BE(4);
-      if (this.buf.length < 8 + size) break;
-      const stream = this.buf[0] ?? STDOUT;
-      this.onChunk(stream, this.buf.subarray(8, 8 + size));
-      this.buf = this.buf.subarray(8 + size);
+    let pos = 0;
+    while (pos < data.length) {
+      if (this.remaining === 0) {
+        const n = Math.min(8 - this.headerFill, data.length - pos);
+        data.copy(this.header, this.headerFill, pos, pos + n);
+        this.headerFill += n;
+        pos += n;
+        if (this.headerFill < 8) return;
+        this.headerFill = 0;
+        this.stream = this.header[0] ?? STDOUT;
+        this.remaining = this.header.readUInt32BE(4);
+        continue;
+      }
+      const n = Math.min(this.remaining, data.length - pos);
+      this.onChunk(this.stream, data.subarray(pos, pos + n));
+      this.remaining -= n;
+      pos += n;
     }
   }
 }

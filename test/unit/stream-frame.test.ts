@@ -10,6 +10,19 @@ function collect(): { chunks: Chunk[]; d: Demuxer } {
   return { chunks, d };
 }
 
+// Adjacent pieces of one stream joined and empty ones dropped: the demuxer may hand a
+// frame on in pieces, so only this view is independent of where the splits land.
+function merged(chunks: readonly Chunk[]): Chunk[] {
+  const out: Chunk[] = [];
+  for (const [s, d] of chunks) {
+    if (d === '') continue;
+    const last = out[out.length - 1];
+    if (last && last[0] === s) last[1] += d;
+    else out.push([s, d]);
+  }
+  return out;
+}
+
 // Concatenated chunks per stream, so the test does not depend on where splits land.
 function joined(chunks: Chunk[]): Record<number, string> {
   const out: Record<number, string> = {};
@@ -48,19 +61,19 @@ describe('Demuxer', () => {
   it('decodes one frame per push', () => {
     const { chunks, d } = collect();
     for (const [s, data] of frames) d.push(frame(s, Buffer.from(data, 'latin1')));
-    assert.deepEqual(chunks, frames);
+    assert.deepEqual(merged(chunks), merged(frames));
   });
 
   it('decodes several frames in one chunk', () => {
     const { chunks, d } = collect();
     d.push(wire);
-    assert.deepEqual(chunks, frames);
+    assert.deepEqual(merged(chunks), merged(frames));
   });
 
   it('decodes frames fed one byte at a time', () => {
     const { chunks, d } = collect();
     for (let i = 0; i < wire.length; i++) d.push(wire.subarray(i, i + 1));
-    assert.deepEqual(chunks, frames);
+    assert.deepEqual(merged(chunks), merged(frames));
   });
 
   it('decodes frames split at every possible single boundary', () => {
@@ -68,7 +81,7 @@ describe('Demuxer', () => {
       const { chunks, d } = collect();
       d.push(wire.subarray(0, cut));
       d.push(wire.subarray(cut));
-      assert.deepEqual(chunks, frames, `cut at ${cut}`);
+      assert.deepEqual(merged(chunks), merged(frames), `cut at ${cut}`);
     }
   });
 
@@ -86,30 +99,32 @@ describe('Demuxer', () => {
         d.push(wire.subarray(i, i + n));
         i += n;
       }
-      assert.deepEqual(chunks, frames, `round ${round}`);
+      assert.deepEqual(merged(chunks), merged(frames), `round ${round}`);
     }
   });
 
-  it('holds a partial header and a partial body until they complete', () => {
+  it('holds a partial header, then hands the body on as it arrives', () => {
     const { chunks, d } = collect();
     const f = frame(STDERR, Buffer.from('abcdef'));
     d.push(f.subarray(0, 5));
-    assert.equal(chunks.length, 0);
+    assert.equal(chunks.length, 0, 'nothing before the header is whole');
     d.push(f.subarray(5, 10));
-    assert.equal(chunks.length, 0);
+    assert.deepEqual(chunks, [[STDERR, 'ab']], 'body bytes go on at once');
     d.push(f.subarray(10));
-    assert.deepEqual(chunks, [[STDERR, 'abcdef']]);
+    assert.deepEqual(merged(chunks), [[STDERR, 'abcdef']]);
   });
 
-  it('emits complete frames and keeps the tail of a mixed chunk', () => {
+  it('never merges two frames and keeps the stream of each piece', () => {
     const { chunks, d } = collect();
     const a = frame(STDOUT, Buffer.from('one'));
     const b = frame(STDERR, Buffer.from('two'));
     d.push(Buffer.concat([a, b.subarray(0, 9)]));
-    assert.deepEqual(chunks, [[STDOUT, 'one']]);
-    d.push(b.subarray(9));
-    assert.deepEqual(joined(chunks), { [STDOUT]: 'one', [STDERR]: 'two' });
     assert.deepEqual(chunks, [
+      [STDOUT, 'one'],
+      [STDERR, 't'],
+    ]);
+    d.push(b.subarray(9));
+    assert.deepEqual(merged(chunks), [
       [STDOUT, 'one'],
       [STDERR, 'two'],
     ]);
@@ -120,6 +135,6 @@ describe('Demuxer', () => {
     d.push(Buffer.alloc(0));
     d.push(wire);
     d.push(Buffer.alloc(0));
-    assert.deepEqual(chunks, frames);
+    assert.deepEqual(merged(chunks), merged(frames));
   });
 });
