@@ -23,13 +23,6 @@ function merged(chunks: readonly Chunk[]): Chunk[] {
   return out;
 }
 
-// Concatenated chunks per stream, so the test does not depend on where splits land.
-function joined(chunks: Chunk[]): Record<number, string> {
-  const out: Record<number, string> = {};
-  for (const [s, d] of chunks) out[s] = (out[s] ?? '') + d;
-  return out;
-}
-
 describe('frame', () => {
   it('writes the 8-byte header [stream,0,0,0,size u32 BE] before the data', () => {
     const f = frame(STDERR, Buffer.from('hello'));
