@@ -6,7 +6,8 @@ import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { pidAlive, runCommand, TestDaemon, waitFor } from '../helpers/daemon.ts';
+import { spawn } from 'node:child_process';
+import { MAIN, pidAlive, runCommand, TestDaemon, waitFor } from '../helpers/daemon.ts';
 
 function assertRun(lines: string[], first: number, last: number, what: string): void {
   const nums = lines.map(Number);
@@ -306,6 +307,43 @@ describe('logs', () => {
     const bad = await d.berth(['journal', '--after-cursor', 'garbage']);
     assert.equal(bad.code, 125);
     assert.match(bad.stderr, /Invalid after/);
+  });
+
+  it('journal -f streams new lines of new containers as they come', async () => {
+    const child = spawn(
+      process.execPath,
+      ['--', MAIN, 'journal', '-f', '--container', 'jf', '--format', '{{.message}}'],
+      {
+        env: { ...process.env, BERTH_HOST: `unix://${d.socket}` },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    let out = '';
+    child.stdout.on('data', (b: Buffer) => (out += b.toString()));
+    try {
+      await sleep(300);
+      const id = (
+        await d.berthOk([
+          'run',
+          '-d',
+          '--name',
+          'jf',
+          'busybox',
+          'sh',
+          '-c',
+          'for i in 1 2 3; do echo f$i; sleep 0.2; done',
+        ])
+      ).trim();
+      await waitFor(
+        () => out.split('\n').filter(Boolean).length >= 3,
+        10_000,
+        'three followed lines',
+      );
+      assert.equal(out, 'f1\nf2\nf3\n');
+      await d.berthOk(['rm', '-f', id]);
+    } finally {
+      child.kill('SIGTERM');
+    }
   });
 
   it('rejects bad log options with the field named', async () => {
