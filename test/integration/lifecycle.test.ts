@@ -153,6 +153,14 @@ describe('container lifecycle', () => {
       'not in berthd session',
     );
 
+    // The monitor lives in berth's monitor cgroup: its cost is charged neither to the
+    // container nor to berthd (whose service manager may kill its own cgroup).
+    const monitorPid = Number(
+      (await d.berthOk(['inspect', '-f', '{{.MonitorPid}}', 'sleeper'])).trim(),
+    );
+    const groups = readFileSync(`/proc/${monitorPid}/cgroup`, 'utf8');
+    assert.match(groups, /:memory:\/berth\.monitors$/m);
+    assert.doesNotMatch(groups, new RegExp(id));
     assert.equal(
       (await d.berthOk(['inspect', '-f', '{{.State.Pid}}', 'sleeper'])).trim(),
       String(i.State.Pid),
