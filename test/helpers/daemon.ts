@@ -108,6 +108,11 @@ export class TestDaemon {
     });
   }
 
+  // `berth run -d ARGS...`, returning the new container's id.
+  async runDetached(args: readonly string[]): Promise<string> {
+    return (await this.berthOk(['run', '-d', ...args])).trim();
+  }
+
   async berthOk(args: readonly string[]): Promise<string> {
     const r = await this.berth(args);
     if (r.code !== 0) throw new Error(`berth ${args.join(' ')} exited ${r.code}: ${r.stderr}`);

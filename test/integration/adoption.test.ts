@@ -27,24 +27,25 @@ describe('re-adoption after kill -9 of berthd', () => {
     for (let i = 0; i < 10; i++) {
       // Each prints a line a tenth of a second, so logging across the outage is visible.
       ids.push(
-        (
-          await d.berthOk([
-            'run',
-            '-d',
-            '--name',
-            `keep${i}`,
-            'busybox',
-            'sh',
-            '-c',
-            "trap 'exit 0' TERM; i=0; while true; do echo line$i; i=$((i+1)); sleep 0.1; done",
-          ])
-        ).trim(),
+        await d.runDetached([
+          '--name',
+          `keep${i}`,
+          'busybox',
+          'sh',
+          '-c',
+          "trap 'exit 0' TERM; i=0; while true; do echo line$i; i=$((i+1)); sleep 0.1; done",
+        ]),
       );
     }
     // One more that will exit by itself while berthd is down.
-    const short = (
-      await d.berthOk(['run', '-d', '--name', 'short', 'busybox', 'sh', '-c', 'sleep 1; exit 7'])
-    ).trim();
+    const short = await d.runDetached([
+      '--name',
+      'short',
+      'busybox',
+      'sh',
+      '-c',
+      'sleep 1; exit 7',
+    ]);
     const before = await inspectAll(ids);
     const pids = before.map((s) => s.State.Pid);
     assert.ok(pids.every((p) => p > 0 && pidAlive(p)));
@@ -88,7 +89,7 @@ describe('re-adoption after kill -9 of berthd', () => {
   });
 
   it('notices an exit that happens after re-adoption', async () => {
-    const id = (await d.berthOk(['run', '-d', 'busybox', 'sh', '-c', 'sleep 2; exit 9'])).trim();
+    const id = await d.runDetached(['busybox', 'sh', '-c', 'sleep 2; exit 9']);
     await d.kill9();
     await d.startProcess();
     assert.equal(
@@ -101,7 +102,7 @@ describe('re-adoption after kill -9 of berthd', () => {
   });
 
   it('a clean SIGTERM of berthd also leaves containers running', async () => {
-    const id = (await d.berthOk(['run', '-d', 'busybox', 'sleep', '300'])).trim();
+    const id = await d.runDetached(['busybox', 'sleep', '300']);
     const pid = (await inspectAll([id]))[0]?.State.Pid ?? 0;
     await d.stopProcess();
     await sleep(300);

@@ -63,7 +63,7 @@ describe('container lifecycle', () => {
       .split('\n')
       .map(Number);
     const since = before[before.length - 1] ?? 0;
-    const id = (await d.berthOk(['run', '-d', 'busybox', 'true'])).trim();
+    const id = await d.runDetached(['busybox', 'true']);
     await d.berthOk(['wait', id]);
     await d.berthOk(['rm', id]);
     const lines = (await d.berthOk(['events', '--since', String(since), '--format', 'json']))
@@ -117,20 +117,16 @@ describe('container lifecycle', () => {
 
   it('runs detached; ps and inspect show the truth', async () => {
     // pid 1 has no default action for SIGTERM, so the probe traps it (as an init would).
-    const id = (
-      await d.berthOk([
-        'run',
-        '-d',
-        '--name',
-        'sleeper',
-        '-l',
-        'role=test',
-        'busybox',
-        'sh',
-        '-c',
-        "trap 'exit 143' TERM; sleep 300 & wait",
-      ])
-    ).trim();
+    const id = await d.runDetached([
+      '--name',
+      'sleeper',
+      '-l',
+      'role=test',
+      'busybox',
+      'sh',
+      '-c',
+      "trap 'exit 143' TERM; sleep 300 & wait",
+    ]);
     assert.match(id, /^[0-9a-f]{64}$/);
     const i = await inspect('sleeper');
     assert.equal(i.Id, id);
@@ -203,16 +199,12 @@ describe('container lifecycle', () => {
   });
 
   it('stop falls back to SIGKILL after the timeout when TERM is ignored', async () => {
-    const id = (
-      await d.berthOk([
-        'run',
-        '-d',
-        'busybox',
-        'sh',
-        '-c',
-        "trap '' TERM; echo ready; while true; do sleep 1; done",
-      ])
-    ).trim();
+    const id = await d.runDetached([
+      'busybox',
+      'sh',
+      '-c',
+      "trap '' TERM; echo ready; while true; do sleep 1; done",
+    ]);
     await waitFor(
       () => readFileSync(`${d.root}/logs/${id}/container.log`, 'utf8').includes('ready'),
       10_000,
@@ -228,16 +220,12 @@ describe('container lifecycle', () => {
   });
 
   it('kill -s delivers the named signal, and start restarts an exited container', async () => {
-    const id = (
-      await d.berthOk([
-        'run',
-        '-d',
-        'busybox',
-        'sh',
-        '-c',
-        "trap 'exit 42' USR1; while true; do sleep 0.1; done",
-      ])
-    ).trim();
+    const id = await d.runDetached([
+      'busybox',
+      'sh',
+      '-c',
+      "trap 'exit 42' USR1; while true; do sleep 0.1; done",
+    ]);
     await new Promise((r) => setTimeout(r, 300));
     await d.berthOk(['kill', '-s', 'USR1', id]);
     assert.equal((await d.berthOk(['wait', id])).trim(), '42');
@@ -252,7 +240,7 @@ describe('container lifecycle', () => {
   });
 
   it('rm -f removes a running container and everything it had', async () => {
-    const id = (await d.berthOk(['run', '-d', 'busybox', 'sleep', '300'])).trim();
+    const id = await d.runDetached(['busybox', 'sleep', '300']);
     const pid = (await inspect(id)).State.Pid;
     const rmRunning = await d.berth(['rm', id]);
     assert.equal(rmRunning.code, 125);
@@ -264,7 +252,7 @@ describe('container lifecycle', () => {
   });
 
   it('exec runs in the container and propagates its exit code', async () => {
-    const id = (await d.berthOk(['run', '-d', '-e', 'X=1', 'busybox', 'sleep', '300'])).trim();
+    const id = await d.runDetached(['-e', 'X=1', 'busybox', 'sleep', '300']);
     const r = await d.berth([
       'exec',
       '-e',
@@ -297,7 +285,7 @@ describe('container lifecycle', () => {
     assert.match(r.stdout, /\/dev\/pts\/\d+/);
     assert.match(r.stdout, /33 99/);
 
-    const id = (await d.berthOk(['run', '-d', 'busybox', 'sleep', '300'])).trim();
+    const id = await d.runDetached(['busybox', 'sleep', '300']);
     const cmd2 = `stty rows 21 cols 77; ${process.execPath} -- ${MAIN} exec -it ${id} sh -c 'tty; stty size; exit 4'`;
     const e = await runCommand('script', ['-qec', cmd2, '/dev/null'], { env });
     assert.equal(e.code, 4, e.stdout + e.stderr);
@@ -333,17 +321,13 @@ describe('container lifecycle', () => {
   });
 
   it('resizes a running container terminal through the API', async () => {
-    const id = (
-      await d.berthOk([
-        'run',
-        '-d',
-        '-t',
-        'busybox',
-        'sh',
-        '-c',
-        'while true; do stty size; sleep 0.1; done',
-      ])
-    ).trim();
+    const id = await d.runDetached([
+      '-t',
+      'busybox',
+      'sh',
+      '-c',
+      'while true; do stty size; sleep 0.1; done',
+    ]);
     await d.client.resizeContainer(id, 42, 123);
     const log = `${d.root}/logs/${id}/container.log`;
     await waitFor(() => readFileSync(log, 'utf8').includes('42 123'), 5000, 'new size inside');

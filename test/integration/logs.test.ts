@@ -34,16 +34,12 @@ describe('logs', () => {
   });
 
   it('berth logs shows stdout and stderr apart, with --tail, --since, --until, -t and --stream', async () => {
-    const id = (
-      await d.berthOk([
-        'run',
-        '-d',
-        'busybox',
-        'sh',
-        '-c',
-        'echo out1; echo err1 >&2; sleep 1.2; echo out2; echo err2 >&2',
-      ])
-    ).trim();
+    const id = await d.runDetached([
+      'busybox',
+      'sh',
+      '-c',
+      'echo out1; echo err1 >&2; sleep 1.2; echo out2; echo err2 >&2',
+    ]);
     await d.berthOk(['wait', id]);
     const all = await d.berth(['logs', id]);
     assert.equal(all.stdout, 'out1\nout2\n');
@@ -71,20 +67,16 @@ describe('logs', () => {
 
   it('rotates in the monitor at max-size, keeps max-file files, and loses no line it keeps', async () => {
     const n = 20000;
-    const id = (
-      await d.berthOk([
-        'run',
-        '-d',
-        '--log-opt',
-        'max-size=16k',
-        '--log-opt',
-        'max-file=3',
-        'busybox',
-        'seq',
-        '1',
-        String(n),
-      ])
-    ).trim();
+    const id = await d.runDetached([
+      '--log-opt',
+      'max-size=16k',
+      '--log-opt',
+      'max-file=3',
+      'busybox',
+      'seq',
+      '1',
+      String(n),
+    ]);
     await d.berthOk(['wait', id]);
     const files = logFiles(d, id);
     assert.equal(files.length, 3, files.join(' '));
@@ -131,22 +123,18 @@ describe('logs', () => {
 
   it('compresses rotated files off the write path and still reads them', async () => {
     const n = 20000;
-    const id = (
-      await d.berthOk([
-        'run',
-        '-d',
-        '--log-opt',
-        'max-size=16k',
-        '--log-opt',
-        'max-file=50',
-        '--log-opt',
-        'compress=true',
-        'busybox',
-        'seq',
-        '1',
-        String(n),
-      ])
-    ).trim();
+    const id = await d.runDetached([
+      '--log-opt',
+      'max-size=16k',
+      '--log-opt',
+      'max-file=50',
+      '--log-opt',
+      'compress=true',
+      'busybox',
+      'seq',
+      '1',
+      String(n),
+    ]);
     await d.berthOk(['wait', id]);
     await waitFor(
       () => logFiles(d, id).filter((f) => f.endsWith('.gz')).length >= 3,
@@ -162,20 +150,16 @@ describe('logs', () => {
 
   it('keeps every line across a kill -9 of berthd during a flood', async () => {
     const n = 300000;
-    const id = (
-      await d.berthOk([
-        'run',
-        '-d',
-        '--log-opt',
-        'max-size=1m',
-        '--log-opt',
-        'max-file=100',
-        'busybox',
-        'seq',
-        '1',
-        String(n),
-      ])
-    ).trim();
+    const id = await d.runDetached([
+      '--log-opt',
+      'max-size=1m',
+      '--log-opt',
+      'max-file=100',
+      'busybox',
+      'seq',
+      '1',
+      String(n),
+    ]);
     await sleep(100);
     await d.kill9();
     await sleep(500);
@@ -187,7 +171,7 @@ describe('logs', () => {
   });
 
   it('notices a killed monitor at once, says so, and leaves nothing behind', async () => {
-    const id = (await d.berthOk(['run', '-d', 'busybox', 'sleep', '300'])).trim();
+    const id = await d.runDetached(['busybox', 'sleep', '300']);
     const i = JSON.parse(await d.berthOk(['inspect', id]))[0] as {
       State: { Pid: number };
       MonitorPid: number;
@@ -215,32 +199,24 @@ describe('logs', () => {
   });
 
   it('journal merges containers in time order, filters, and resumes exactly from a cursor', async () => {
-    const a = (
-      await d.berthOk([
-        'run',
-        '-d',
-        '--name',
-        'ja',
-        '-l',
-        'team=x',
-        'busybox',
-        'sh',
-        '-c',
-        'for i in 1 2 3 4 5; do echo a$i; sleep 0.05; done',
-      ])
-    ).trim();
-    const b = (
-      await d.berthOk([
-        'run',
-        '-d',
-        '--name',
-        'jb',
-        'busybox',
-        'sh',
-        '-c',
-        'for i in 1 2 3 4 5; do echo b$i >&2; sleep 0.05; done',
-      ])
-    ).trim();
+    const a = await d.runDetached([
+      '--name',
+      'ja',
+      '-l',
+      'team=x',
+      'busybox',
+      'sh',
+      '-c',
+      'for i in 1 2 3 4 5; do echo a$i; sleep 0.05; done',
+    ]);
+    const b = await d.runDetached([
+      '--name',
+      'jb',
+      'busybox',
+      'sh',
+      '-c',
+      'for i in 1 2 3 4 5; do echo b$i >&2; sleep 0.05; done',
+    ]);
     await d.berthOk(['wait', a, b]);
     const rows = (
       await d.berthOk(['journal', '--container', 'ja', '--container', 'jb', '--format', 'json'])
@@ -322,18 +298,14 @@ describe('logs', () => {
     child.stdout.on('data', (b: Buffer) => (out += b.toString()));
     try {
       await sleep(300);
-      const id = (
-        await d.berthOk([
-          'run',
-          '-d',
-          '--name',
-          'jf',
-          'busybox',
-          'sh',
-          '-c',
-          'for i in 1 2 3; do echo f$i; sleep 0.2; done',
-        ])
-      ).trim();
+      const id = await d.runDetached([
+        '--name',
+        'jf',
+        'busybox',
+        'sh',
+        '-c',
+        'for i in 1 2 3; do echo f$i; sleep 0.2; done',
+      ]);
       await waitFor(
         () => out.split('\n').filter(Boolean).length >= 3,
         10_000,
@@ -441,20 +413,16 @@ describe('logs on a disk that fills, and the host-wide cap', () => {
     const ids: string[] = [];
     for (let k = 0; k < 3; k++) {
       ids.push(
-        (
-          await d.berthOk([
-            'run',
-            '-d',
-            '--log-opt',
-            'max-size=16k',
-            '--log-opt',
-            'max-file=20',
-            'busybox',
-            'seq',
-            '1',
-            '30000',
-          ])
-        ).trim(),
+        await d.runDetached([
+          '--log-opt',
+          'max-size=16k',
+          '--log-opt',
+          'max-file=20',
+          'busybox',
+          'seq',
+          '1',
+          '30000',
+        ]),
       );
     }
     await d.berthOk(['wait', ...ids]);
