@@ -71,6 +71,7 @@ struct conn {
     bool rd_eof;     /* peer shut down its sending side: no more reads */
     bool dead;       /* freed at the end of the loop iteration */
     bool discarding; /* ctl: skipping the rest of an over-long line */
+    bool readonly;   /* attach-ro.sock: output only; its input and its EOF are ignored */
     size_t in_len;
     char in[CTL_LINE_MAX];
     struct buf out;  /* bytes not yet accepted by the socket */
@@ -79,10 +80,10 @@ struct conn {
 static struct monitor {
     struct run_opts o;
     /* paths under the state dir */
-    char *runc_log, *pid_file, *console_sock, *ctl_sock, *attach_sock, *monitor_pid,
+    char *runc_log, *pid_file, *console_sock, *ctl_sock, *attach_sock, *attach_ro_sock, *monitor_pid,
          *exit_json, *monitor_log, *events;
 
-    int devnull, sig_fd, ctl_lfd, attach_lfd, console_lfd;
+    int devnull, sig_fd, ctl_lfd, attach_lfd, attach_ro_lfd, console_lfd;
     int wake_fd; /* eventfd: the log writer or an event wants the loop's attention */
 
     /* Container output: [0] stdout, [1] stderr; with a terminal only [0] (the master). */
@@ -96,7 +97,7 @@ static struct monitor {
     bool in_is_pty, in_close_req;
     struct buf in_buf;
 
-    bool made_console, made_ctl, made_attach, made_pidfile; /* ours to remove */
+    bool made_console, made_ctl, made_attach, made_attach_ro, made_pidfile; /* ours to remove */
     bool created; /* runc may hold state for the id: `runc delete` it on failure */
     bool started;
     pid_t init_pid;
@@ -106,7 +107,7 @@ static struct monitor {
 
     struct conn *conns;
 } M = {
-    .devnull = -1, .sig_fd = -1, .ctl_lfd = -1, .attach_lfd = -1, .console_lfd = -1,
+    .devnull = -1, .sig_fd = -1, .ctl_lfd = -1, .attach_lfd = -1, .attach_ro_lfd = -1, .console_lfd = -1,
     .wake_fd = -1, .out_fd = {-1, -1}, .pty_fd = -1, .in_fd = -1,
 };
 
@@ -180,6 +181,8 @@ static void remove_files(void)
         unlink(M.ctl_sock);
     if (M.made_attach)
         unlink(M.attach_sock);
+    if (M.made_attach_ro)
+        unlink(M.attach_ro_sock);
     if (M.made_pidfile)
         unlink(M.monitor_pid);
 }
@@ -332,6 +335,7 @@ static void make_paths(void)
     M.pid_file = path_join(o->state_dir, "container.pid");
     M.ctl_sock = path_join(o->state_dir, "ctl.sock");
     M.attach_sock = path_join(o->state_dir, "attach.sock");
+    M.attach_ro_sock = path_join(o->state_dir, "attach-ro.sock");
     M.monitor_pid = path_join(o->state_dir, "monitor.pid");
     M.exit_json = path_join(o->state_dir, "exit.json");
     M.monitor_log = path_join(o->state_dir, "monitor.log");
@@ -571,6 +575,10 @@ static void start_listening(void)
     if (M.attach_lfd < 0)
         fail("listening on %s: %s", M.attach_sock, strerror(errno));
     M.made_attach = true;
+    M.attach_ro_lfd = unix_listen(M.attach_ro_sock);
+    if (M.attach_ro_lfd < 0)
+        fail("listening on %s: %s", M.attach_ro_sock, strerror(errno));
+    M.made_attach_ro = true;
     char pid[32];
     int n = snprintf(pid, sizeof pid, "%d\n", (int)getpid());
     if (write_file_atomic(M.monitor_pid, pid, (size_t)n, 0644) < 0)
@@ -715,9 +723,13 @@ static void attach_read(struct conn *c)
     }
     if (n == 0) {
         c->rd_eof = true;
-        stdin_close_request();
+        /* A viewer that leaves must not end the input of a client that is typing. */
+        if (!c->readonly)
+            stdin_close_request();
         return;
     }
+    if (c->readonly)
+        return;
     if (M.in_fd < 0 || M.in_close_req)
         return; /* no stdin (or it is closing): the bytes have nowhere to go */
     buf_append(&M.in_buf, tmp, (size_t)n);
@@ -890,7 +902,7 @@ static void ctl_read(struct conn *c)
 /* `run`: event loop                                                                    */
 /* ------------------------------------------------------------------------------------ */
 
-static void accept_conns(int lfd, enum conn_kind kind)
+static void accept_conns(int lfd, enum conn_kind kind, bool readonly)
 {
     for (;;) {
         int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
@@ -905,6 +917,7 @@ static void accept_conns(int lfd, enum conn_kind kind)
         memset(c, 0, sizeof *c);
         c->fd = fd;
         c->kind = kind;
+        c->readonly = readonly;
         c->next = M.conns;
         M.conns = c;
     }
@@ -954,7 +967,7 @@ static void handle_signals(void)
     reap_children(); /* also on spurious wakeups: cheap, and never misses an exit */
 }
 
-enum tag { T_SIG, T_WAKE, T_OOM, T_CTL_L, T_ATT_L, T_OUT0, T_OUT1, T_STDIN, T_CONN };
+enum tag { T_SIG, T_WAKE, T_OOM, T_CTL_L, T_ATT_L, T_ATR_L, T_OUT0, T_OUT1, T_STDIN, T_CONN };
 
 struct pollset {
     struct pollfd *pfd;
@@ -986,6 +999,7 @@ static void build_pollset(struct pollset *ps, bool read_output_now)
         ps_add(ps, oom_watch_fd(), POLLIN, T_OOM, NULL);
     ps_add(ps, M.ctl_lfd, POLLIN, T_CTL_L, NULL);
     ps_add(ps, M.attach_lfd, POLLIN, T_ATT_L, NULL);
+    ps_add(ps, M.attach_ro_lfd, POLLIN, T_ATR_L, NULL);
     if (read_output_now) {
         if (M.out_open[0])
             ps_add(ps, M.out_fd[0], POLLIN, T_OUT0, NULL);
@@ -1021,8 +1035,9 @@ static void dispatch(struct pollset *ps)
         case T_SIG: handle_signals(); break;
         case T_WAKE: announce_events(); break; /* and the log gate is looked at again */
         case T_OOM: oom_watch_ready(now_ms()); break;
-        case T_CTL_L: accept_conns(M.ctl_lfd, CONN_CTL); break;
-        case T_ATT_L: accept_conns(M.attach_lfd, CONN_ATTACH); break;
+        case T_CTL_L: accept_conns(M.ctl_lfd, CONN_CTL, false); break;
+        case T_ATT_L: accept_conns(M.attach_lfd, CONN_ATTACH, false); break;
+        case T_ATR_L: accept_conns(M.attach_ro_lfd, CONN_ATTACH, true); break;
         case T_OUT0: if (M.out_open[0]) read_output(0); break;
         case T_OUT1: if (M.out_open[1]) read_output(1); break;
         case T_STDIN: stdin_flush(); break;

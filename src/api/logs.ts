@@ -167,6 +167,11 @@ export function registerLogRoutes(
       let grep: RegExp | undefined;
       const g = one(q['grep']);
       if (g !== undefined) {
+        // The pattern runs on berthd's event loop: refuse the shapes that backtrack
+        // exponentially (a quantified group that itself repeats).
+        if (g.length > 256 || /\([^)]*[+*}][^)]*\)\s*[+*{]/.test(g)) {
+          throw invalid('grep', 'pattern too long or with nested repetition');
+        }
         try {
           grep = new RegExp(g);
         } catch (e) {

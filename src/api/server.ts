@@ -253,7 +253,9 @@ export function buildApi(deps: ApiDeps): { app: FastifyInstance; upgrades: Upgra
       const ac = new AbortController();
       // Registered before the headers go out: a client that waits for the headers and
       // then starts the container cannot miss the exit.
-      const done = containers.wait(req.params.id, condition, ac.signal);
+      // An unknown container is a 404 now, not a -1 after a 200.
+      const c = containers.resolve(req.params.id);
+      const done = containers.wait(c.id, condition, ac.signal);
       done.catch(() => undefined);
       reply.hijack();
       const res = reply.raw;
@@ -382,28 +384,44 @@ export function buildApi(deps: ApiDeps): { app: FastifyInstance; upgrades: Upgra
       const res = reply.raw;
       res.writeHead(200, { 'Content-Type': 'application/x-ndjson' });
       res.flushHeaders();
-      // Always read from the store at our own pace: a slow reader only delays itself.
-      const drain = () => {
-        for (;;) {
-          const batch = events.after(cursor, 500);
-          for (const e of batch) {
-            cursor = e.seq;
-            res.write(JSON.stringify({ ...e, timeNano: e.timeNano.toString() }) + '\n');
+      // Always read from the store at our own pace: a slow reader only delays itself. A
+      // batch at a time; a full socket stops the reading until it drains.
+      let done = false;
+      let reading = false;
+      const pump = () => {
+        if (reading || done) return;
+        reading = true;
+        try {
+          for (;;) {
+            const batch = events.after(cursor, 500);
+            let text = '';
+            for (const e of batch) {
+              cursor = e.seq;
+              text += JSON.stringify({ ...e, timeNano: e.timeNano.toString() }) + '\n';
+            }
+            const room = text ? res.write(text) : true;
+            if (batch.length < 500) {
+              if (!truthy(q.follow)) {
+                done = true;
+                res.end();
+              }
+              return;
+            }
+            if (!room) return; // 'drain' calls us again
           }
-          if (batch.length < 500) return;
+        } finally {
+          reading = false;
         }
       };
-      drain();
-      if (!truthy(q.follow)) {
-        res.end();
-        return;
-      }
       const off = events.onAppend(() => {
-        if (res.writableNeedDrain) return;
-        drain();
+        if (!res.writableNeedDrain) pump();
       });
-      res.on('drain', drain);
-      res.on('close', off);
+      res.on('drain', pump);
+      res.on('close', () => {
+        done = true;
+        off();
+      });
+      pump();
     },
   );
 

@@ -7,6 +7,8 @@ import { statusFor, toBerthError } from './errors.ts';
 
 // A handler validates first (an error then is a plain HTTP error response) and returns the
 // part that runs on the upgraded stream.
+const MAX_BODY = 64 * 1024;
+
 type Handler = (m: RegExpExecArray, q: URLSearchParams) => Promise<(sock: Duplex) => Promise<void>>;
 
 export class UpgradeRouter {
@@ -34,8 +36,18 @@ export class UpgradeRouter {
     }
     // A request body (Docker's exec start sends one) is read off the socket first.
     const len = Number(req.headers['content-length'] ?? 0);
-    if (len > 0) await readExactly(sock, head, len);
-    else if (head.length > 0) sock.unshift(head);
+    if (!Number.isSafeInteger(len) || len < 0 || len > MAX_BODY) {
+      fail(sock, new BerthError('REQUEST_TOO_LARGE', `Invalid body: over ${MAX_BODY} bytes`));
+      return;
+    }
+    if (len > 0) {
+      try {
+        await readExactly(sock, head, len);
+      } catch (e) {
+        fail(sock, toBerthError(e));
+        return;
+      }
+    } else if (head.length > 0) sock.unshift(head);
     const m = route.re.exec(url.pathname) as RegExpExecArray;
     let run: (sock: Duplex) => Promise<void>;
     try {
@@ -64,6 +76,8 @@ function fail(sock: Duplex, e: BerthError): void {
   );
 }
 
+// Reads a small request body off a socket about to be hijacked. Bounded, and it gives up
+// when the client hangs up, so a lying Content-Length cannot hold memory or a request.
 async function readExactly(sock: Duplex, head: Buffer, n: number): Promise<Buffer> {
   let buf = head;
   while (buf.length < n) {
@@ -72,7 +86,19 @@ async function readExactly(sock: Duplex, head: Buffer, n: number): Promise<Buffe
       buf = Buffer.concat([buf, chunk]);
       continue;
     }
-    await new Promise((r) => sock.once('readable', r));
+    if (sock.readableEnded || sock.destroyed)
+      throw new BerthError('INVALID_ARGUMENT', 'Invalid body: the connection ended before it');
+    await new Promise<void>((r) => {
+      const done = () => {
+        sock.off('readable', done);
+        sock.off('end', done);
+        sock.off('close', done);
+        r();
+      };
+      sock.once('readable', done);
+      sock.once('end', done);
+      sock.once('close', done);
+    });
   }
   if (buf.length > n) sock.unshift(buf.subarray(n));
   return buf.subarray(0, n);

@@ -283,6 +283,35 @@ export function buildProgram(
       });
     });
 
+  program
+    .command('attach')
+    .description("Attach to a running container's output (and its input, if it keeps stdin open)")
+    .option('--no-stdin', 'only watch the output')
+    .argument('<container>')
+    .action(async (name: string, f: { stdin: boolean }) => {
+      const api = client();
+      const info = (await api.inspectContainer(name)) as {
+        Id: string;
+        Config: { Tty: boolean; OpenStdin: boolean };
+      };
+      const stdin = f.stdin && info.Config.OpenStdin;
+      const sock = await api.attachContainer(info.Id, stdin);
+      const opts = {
+        tty: info.Config.Tty,
+        stdin,
+        resize: (h: number, w: number) => api.resizeContainer(info.Id, h, w),
+      };
+      const exited = await api.waitContainer(info.Id, 'not-running');
+      initialResize(opts);
+      await pumpStream(sock, opts);
+      // Docker: attach ends with the container's exit code when it stopped, else 0.
+      const r = await Promise.race([
+        exited.result,
+        new Promise<undefined>((res) => setTimeout(() => res(undefined), 200)),
+      ]);
+      throw new ExitError(r?.StatusCode ?? 0);
+    });
+
   // ---- stop / kill / restart / rm / wait ----
 
   program
@@ -355,7 +384,6 @@ export function buildProgram(
     .description('Run a command in a running container')
     .option('-i, --interactive', 'keep stdin open')
     .option('-t, --tty', 'allocate a pseudo-terminal')
-    .option('-d, --detach', 'run in the background')
     .option('-e, --env <KEY=VALUE>', 'set an environment variable', collect, [])
     .option('-w, --workdir <dir>', 'working directory')
     .option('-u, --user <user[:group]>', 'user to run as')

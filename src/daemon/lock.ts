@@ -5,7 +5,7 @@ import { DatabaseSync } from 'node:sqlite';
 import { join } from 'node:path';
 import { BerthError } from '../util/errors.ts';
 
-export function lockDataRoot(root: string): DatabaseSync {
+export function lockRoot(root: string): DatabaseSync {
   const db = new DatabaseSync(join(root, 'berthd.lock'));
   try {
     db.exec('PRAGMA busy_timeout=0; PRAGMA locking_mode=EXCLUSIVE; BEGIN EXCLUSIVE;');
@@ -14,7 +14,7 @@ export function lockDataRoot(root: string): DatabaseSync {
     db.close();
     throw new BerthError(
       'DAEMON_ALREADY_RUNNING',
-      `Another berthd is already running with data root ${root}`,
+      `Another berthd is already running with ${root}`,
     );
   }
   return db;

@@ -23,7 +23,7 @@ import { ImageFiles } from '../images/rootfs.ts';
 import { Runc } from '../runtime/runc.ts';
 import { Store } from '../store/index.ts';
 import { BerthError, errorMessage } from '../util/errors.ts';
-import { lockDataRoot } from './lock.ts';
+import { lockRoot } from './lock.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 // dist/src/daemon -> repository root
@@ -85,10 +85,10 @@ export function daemonCommand(): Command {
 export async function runDaemon(o: DaemonOptions): Promise<void> {
   const log = pino({ level: o.logLevel, base: { pid: process.pid } });
   // Unix socket paths are limited to 108 bytes; a monitor's live under RUN_ROOT/c/<id>/.
-  if (join(o.runRoot, 'c', 'x'.repeat(64), 'attach.sock').length > 107) {
+  if (join(o.runRoot, 'c', 'x'.repeat(64), 'attach-ro.sock').length > 107) {
     throw new BerthError(
       'INVALID_ARGUMENT',
-      `Invalid run-root: ${o.runRoot} is too long for unix socket paths (max 28 characters)`,
+      `Invalid run-root: ${o.runRoot} is too long for unix socket paths (max 25 characters)`,
     );
   }
   for (const bin of [o.runc, o.monitor, o.busybox]) {
@@ -124,7 +124,10 @@ export async function runDaemon(o: DaemonOptions): Promise<void> {
       `Invalid removed-log-retention: "${o.removedLogRetention}" is not a duration`,
     );
   }
-  const lock = lockDataRoot(o.root);
+  const lock = lockRoot(o.root);
+  // The run root too: a second berthd on another data root but this run root would take
+  // the first one's monitors and runc state for leftovers and clean them away.
+  const runLock = lockRoot(o.runRoot);
 
   const store = new Store(join(o.root, 'berth.db'));
   const events = new EventBus(store);
@@ -199,6 +202,7 @@ export async function runDaemon(o: DaemonOptions): Promise<void> {
     await app.close().catch(() => undefined);
     store.close();
     lock.close();
+    runLock.close();
     process.exit(0);
   };
   process.on('SIGTERM', () => void shutdown('SIGTERM'));

@@ -29,7 +29,7 @@ import type {
 } from '../types/domain.ts';
 import { BerthError, errorMessage, invalid } from '../util/errors.ts';
 import { ID_PATTERN, NAME_PATTERN, newId } from '../util/ids.ts';
-import { hardNofile, processMatches } from '../util/proc.ts';
+import { findProcesses, hardNofile, processMatches } from '../util/proc.ts';
 import { parseSignal } from '../util/signals.ts';
 import type { Logger } from '../util/logger.ts';
 import type { EventBus } from './events.ts';
@@ -403,8 +403,14 @@ export class ContainerEngine {
 
   private track(id: string, conn: MonitorConnection): void {
     this.live.set(id, { conn });
-    conn.onNotify = () => void this.ingestEvents(id);
-    void conn.closed.then(() => this.mutex.run(id, () => this.onMonitorGone(id, conn)));
+    conn.onNotify = () => this.ingestSoon(id);
+    void conn.closed.then(() =>
+      this.mutex
+        .run(id, () => this.onMonitorGone(id, conn))
+        .catch((e: unknown) =>
+          this.log.error({ id, err: errorMessage(e) }, 'recording an exit failed'),
+        ),
+    );
   }
 
   private async onMonitorGone(id: string, conn: MonitorConnection): Promise<void> {
@@ -412,7 +418,19 @@ export class ContainerEngine {
     this.live.delete(id);
     const c = this.store.containers.get(id);
     if (!c) return;
-    const exit = await readExitRecord(this.stateDir(id));
+    let exit = await readExitRecord(this.stateDir(id));
+    // Our connection ended but the monitor lives on (it dropped us, or it is just now
+    // writing its exit record): reconnect, or wait for the record. A healthy container is
+    // never killed over a lost socket.
+    for (let i = 0; !exit && this.monitorAlive(c) && i < 20; i++) {
+      try {
+        this.track(id, await MonitorConnection.connect(this.stateDir(id)));
+        return;
+      } catch {
+        await delay(100);
+        exit = await readExitRecord(this.stateDir(id));
+      }
+    }
     await this.recordExit(c, exit);
   }
 
@@ -425,11 +443,11 @@ export class ContainerEngine {
       this.log.error({ id }, 'monitor lost; stopping the orphaned container');
       await this.cleanupRuntime(id);
     } else {
-      await this.ingestEvents(id);
-      await rm(this.stateDir(id), { recursive: true, force: true });
+      await this.ingestSerial(id);
     }
     const finishedAt = exit ? new Date(exit.finishedAt) : new Date();
     const exitCode = exit ? exit.exitCode : 137;
+    // Committed before the state dir goes: a crash in between re-reads the exit record.
     this.store.tx(() => {
       this.store.containers.update(id, {
         state: 'exited',
@@ -461,6 +479,7 @@ export class ContainerEngine {
         finishedAt,
       );
     });
+    await rm(this.stateDir(id), { recursive: true, force: true });
     this.closePendingAttach(id);
     this.notify.emit(`exit:${id}`);
     if (c.config.autoRemove)
@@ -469,18 +488,42 @@ export class ContainerEngine {
       );
   }
 
+  private readonly ingesting = new Map<string, Promise<void>>();
+
+  private ingestSoon(id: string): void {
+    void this.ingestSerial(id).catch((e: unknown) =>
+      this.log.warn({ id, err: errorMessage(e) }, 'reading monitor events failed'),
+    );
+  }
+
+  // One ingest per container at a time, each after the previous, so two readers never
+  // race for the same offset and none reads a file the next start replaced.
+  private ingestSerial(id: string): Promise<void> {
+    const prev = this.ingesting.get(id) ?? Promise.resolve();
+    const next = prev.catch(() => undefined).then(() => this.ingestEvents(id));
+    const tail = next.catch(() => undefined);
+    this.ingesting.set(id, tail);
+    void tail.then(() => {
+      if (this.ingesting.get(id) === tail) this.ingesting.delete(id);
+    });
+    return next;
+  }
+
   // Turns the monitor's durable event lines into journal events, exactly once: the offset
   // read up to commits with them.
   private async ingestEvents(id: string): Promise<void> {
+    // A read takes at most a few MiB of events; go on until the file is read.
+    while (await this.ingestBatch(id));
+  }
+
+  private async ingestBatch(id: string): Promise<boolean> {
     const c = this.store.containers.get(id);
-    if (!c) return;
+    if (!c) return false;
     const { events, offset } = await readMonitorEvents(this.stateDir(id), c.eventsOffset);
-    if (offset === c.eventsOffset) return;
+    if (offset === c.eventsOffset) return false;
     let rotated = false;
     let dropped = 0;
     this.store.tx(() => {
-      const cur = this.store.containers.get(id);
-      if (!cur || cur.eventsOffset !== c.eventsOffset) return; // another ingest won
       for (const e of events) {
         const { type, time, ...rest } = e;
         if (type === 'log-rotated') rotated = true;
@@ -495,10 +538,11 @@ export class ContainerEngine {
       }
       this.store.containers.update(id, {
         eventsOffset: offset,
-        logDroppedBytes: cur.logDroppedBytes + dropped,
+        logDroppedBytes: c.logDroppedBytes + dropped,
       });
     });
     if (rotated) this.logs.onRotated(id, c.config.log);
+    return true;
   }
 
   // ---- stop / kill ----
@@ -544,7 +588,10 @@ export class ContainerEngine {
     const sig = parseSignal(signal);
     if (sig === undefined) throw invalid('signal', `"${signal}" is not a signal`);
     const c = this.resolve(ref);
-    return this.mutex.run(c.id, async () => {
+    // Not behind the container's lock: a kill must reach a container while a stop waits
+    // out its timeout, as docker's does. The monitor refuses a signal once the init is
+    // reaped, so this cannot hit a recycled pid.
+    return (async () => {
       const cur = this.get(c.id);
       assertCan('kill', cur.state, cur.name);
       const live = this.live.get(c.id);
@@ -566,7 +613,7 @@ export class ContainerEngine {
           `Cannot kill container ${c.name}: ${errorMessage(e)}`,
         );
       }
-    });
+    })();
   }
 
   async restart(ref: string, timeoutSec?: number): Promise<ContainerRecord> {
@@ -594,6 +641,7 @@ export class ContainerEngine {
     const c = this.store.containers.get(id);
     if (!c) return;
     this.store.tx(() => this.store.containers.update(id, { state: 'removing' }));
+    this.closePendingAttach(id);
     await this.cleanupRuntime(id);
     await this.logs.retire(id);
     this.store.tx(() => {
@@ -669,16 +717,27 @@ export class ContainerEngine {
   }
 
   private async connectClient(id: string, cl: AttachClient): Promise<void> {
-    const m = await connectAttach(this.stateDir(id));
+    const m = await connectAttach(this.stateDir(id), cl.stdin);
+    if (cl.socket.destroyed) {
+      m.destroy();
+      return;
+    }
     m.pipe(cl.socket);
+    const gone = () => {
+      m.destroy();
+      cl.socket.destroy();
+    };
     if (cl.stdin) {
+      // The client's end of input is the container's: half-close, keep the output coming.
       cl.socket.pipe(m);
     } else {
       cl.socket.resume();
+      // A viewer's hang-up arrives as 'end' on a half-open socket, never as 'close'.
+      cl.socket.once('end', gone);
     }
-    cl.socket.on('close', () => m.destroy());
-    cl.socket.on('error', () => m.destroy());
-    m.on('error', () => cl.socket.destroy());
+    cl.socket.once('close', gone);
+    cl.socket.on('error', gone);
+    m.on('error', gone);
   }
 
   async resize(ref: string, rows: number, cols: number): Promise<void> {
@@ -722,12 +781,17 @@ export class ContainerEngine {
     const known = new Set<string>();
     for (const c of this.store.containers.list()) {
       known.add(c.id);
-      await this.mutex.run(c.id, async () => {
-        const r = await this.reconcileOne(c);
-        if (r === 'adopted') adopted++;
-        else if (r === 'exited') exited++;
-        else if (r === 'cleaned') cleaned++;
-      });
+      // One container that cannot be reconciled must not keep berthd from serving the rest.
+      await this.mutex
+        .run(c.id, async () => {
+          const r = await this.reconcileOne(c);
+          if (r === 'adopted') adopted++;
+          else if (r === 'exited') exited++;
+          else if (r === 'cleaned') cleaned++;
+        })
+        .catch((e: unknown) =>
+          this.log.error({ id: c.id, err: errorMessage(e) }, 'reconcile failed'),
+        );
     }
     // State dirs and runc containers without a row: a create or remove cut short by a crash.
     for (const id of await readdir(join(this.opts.runRoot, 'c')).catch(() => [] as string[])) {
@@ -762,7 +826,17 @@ export class ContainerEngine {
         await this.removeLocked(id);
         return 'cleaned';
       case 'starting': {
-        // Cut short between launching the monitor and recording it: start over cleanly.
+        // Cut short between launching the monitor and recording it. The monitor may still
+        // be in `runc create`: stop it first, or it would create the container after our
+        // cleanup. Then start over cleanly.
+        for (const pid of findProcesses(['berth-monitor', id])) {
+          try {
+            process.kill(pid, 'SIGKILL');
+          } catch {
+            /* gone */
+          }
+        }
+        await waitUntil(() => findProcesses(['berth-monitor', id]).length === 0, 5000);
         await this.cleanupRuntime(id);
         this.store.tx(() =>
           this.store.containers.update(id, {
@@ -777,28 +851,31 @@ export class ContainerEngine {
       case 'running':
       case 'stopping': {
         const exit = await readExitRecord(this.stateDir(id));
+        let conn: MonitorConnection | undefined;
         if (!exit && this.monitorAlive(c)) {
-          try {
-            const conn = await MonitorConnection.connect(this.stateDir(id));
-            this.track(id, conn);
-            await this.ingestEvents(id);
-            // A start that was recorded but not yet sent when berthd died.
-            await conn.request('start').catch(() => undefined);
-            this.store.tx(() =>
-              this.events.append({
-                type: 'container',
-                action: 'adopt',
-                actorId: id,
-                attributes: this.attrs(c.config, c.name),
-              }),
-            );
-            return 'adopted';
-          } catch (e) {
+          conn = await MonitorConnection.connect(this.stateDir(id)).catch((e: unknown) => {
             this.log.warn({ id, err: errorMessage(e) }, 'monitor alive but unreachable');
-          }
+            return undefined;
+          });
         }
-        await this.recordExit(c, exit);
-        return 'exited';
+        if (!conn) {
+          // Its exit record may have appeared while we looked: read it once more.
+          await this.recordExit(c, exit ?? (await readExitRecord(this.stateDir(id))));
+          return 'exited';
+        }
+        this.track(id, conn);
+        this.store.tx(() =>
+          this.events.append({
+            type: 'container',
+            action: 'adopt',
+            actorId: id,
+            attributes: this.attrs(c.config, c.name),
+          }),
+        );
+        this.ingestSoon(id);
+        // A start that was recorded but not yet sent when berthd died.
+        await conn.request('start').catch(() => undefined);
+        return 'adopted';
       }
     }
   }
@@ -822,6 +899,13 @@ function isActive(s: ContainerState): boolean {
   return s === 'running' || s === 'starting' || s === 'stopping';
 }
 
+async function waitUntil(cond: () => boolean, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!cond() && Date.now() < deadline) await delay(20);
+}
+
+// Referenced: at start-up, before the API listens, a pending delay is all that keeps the
+// process alive (an unref'd one let berthd exit in the middle of reconciling).
 function delay(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms).unref());
+  return new Promise((r) => setTimeout(r, ms));
 }

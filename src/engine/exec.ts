@@ -63,6 +63,10 @@ export class ExecService {
       pid: 0,
     };
     this.sessions.set(s.id, s);
+    // One that is never started does not stay forever.
+    setTimeout(() => {
+      if (!s.running && s.exitCode === null) this.sessions.delete(s.id);
+    }, 5 * 60_000).unref();
     return s;
   }
 
@@ -77,6 +81,19 @@ export class ExecService {
     const s = this.get(id);
     if (s.running || s.exitCode !== null)
       throw new BerthError('CONTAINER_BUSY', `Exec ${id} has already been started`);
+    // Claimed before the first await, so two concurrent starts cannot both pass.
+    s.running = true;
+    try {
+      return await this.run(s, conn);
+    } finally {
+      s.running = false;
+      if (s.exitCode === null) s.exitCode = 126;
+      // Keep the finished session a while so a client can read its exit code.
+      setTimeout(() => this.sessions.delete(s.id), 60_000).unref();
+    }
+  }
+
+  private async run(s: ExecSession, conn: Duplex): Promise<number> {
     const c = this.containers.resolve(s.containerId);
     assertCan('exec', c.state, c.name);
     const user = await resolveUser(
@@ -107,22 +124,21 @@ export class ExecService {
         }),
       ),
     );
-    s.running = true;
     try {
       const child = s.req.tty
         ? this.spawnTty(c.id, processFile)
         : this.runc.spawnExec(c.id, processFile, s.req.stdin ?? false);
       s.pid = child.pid ?? 0;
-      if (s.req.tty) s.ctl = child.stdio[3] as Writable;
+      if (s.req.tty) {
+        s.ctl = child.stdio[3] as Writable;
+        // A resize racing the exec's end must not take berthd down with EPIPE.
+        s.ctl.on('error', () => undefined);
+      }
       const code = await this.pump(child, conn, s.req.tty ?? false, s.req.stdin ?? false);
       s.exitCode = code;
       return code;
     } finally {
-      s.running = false;
-      if (s.exitCode === null) s.exitCode = 126;
       await rm(processFile, { force: true });
-      // Keep the finished session a while so a client can read its exit code.
-      setTimeout(() => this.sessions.delete(s.id), 60_000).unref();
     }
   }
 
@@ -148,24 +164,33 @@ export class ExecService {
 
   private pump(child: ChildProcess, conn: Duplex, tty: boolean, stdin: boolean): Promise<number> {
     return new Promise((resolve) => {
-      if (tty) {
-        child.stdout?.pipe(conn, { end: false });
-        child.stderr?.on('data', (b: Buffer) => conn.write(b));
-      } else {
-        child.stdout?.on('data', (b: Buffer) => conn.write(frame(STDOUT, b)));
-        child.stderr?.on('data', (b: Buffer) => conn.write(frame(STDERR, b)));
-      }
+      // Backpressure: a client that reads slowly pauses the process's output, as a pipe
+      // would, instead of piling it up in berthd's memory.
+      const send = (b: Buffer) => {
+        if (conn.write(b)) return;
+        child.stdout?.pause();
+        child.stderr?.pause();
+        conn.once('drain', () => {
+          child.stdout?.resume();
+          child.stderr?.resume();
+        });
+      };
+      child.stdout?.on('data', (b: Buffer) => send(tty ? b : frame(STDOUT, b)));
+      child.stderr?.on('data', (b: Buffer) => send(tty ? b : frame(STDERR, b)));
       if (stdin && child.stdin) {
         conn.pipe(child.stdin);
         child.stdin.on('error', () => undefined);
       } else {
         conn.resume();
       }
-      // The client going away ends the process, as with docker exec.
+      // The client going away ends the process, as with docker exec. Without stdin its
+      // hang-up arrives as 'end' on the half-open socket.
       const onGone = () => {
         if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
       };
       conn.once('close', onGone);
+      if (!stdin) conn.once('end', onGone);
+      conn.on('error', onGone);
       // runc exits 255 when it could not start the process; its message says why, and
       // Docker's codes say 127 for a missing command and 126 for one that cannot run.
       let errTail = '';
@@ -173,6 +198,7 @@ export class ExecService {
       child.on('error', () => resolve(126));
       child.on('close', (code, signal) => {
         conn.off('close', onGone);
+        conn.off('end', onGone);
         if (code === 255 && /executable file not found|no such file or directory/.test(errTail))
           resolve(127);
         else if (code === 255 && /permission denied|exec format error/.test(errTail)) resolve(126);

@@ -1,6 +1,7 @@
 // One time-ordered view across containers, with a cursor on every line so a reader can
 // resume exactly where it stopped. The order is total: (time, container id, file seq,
 // offset), and a cursor is that tuple.
+import { setTimeout as sleepFor } from 'node:timers/promises';
 import { readLog, type LogLine, type ReadOptions, type Stream } from './reader.ts';
 
 export interface JournalSource {
@@ -105,6 +106,19 @@ async function* mergeOnce(
     const ro: ReadOptions = { since: o.since, until, streams: o.streams, after, needTs: true };
     return { source, it: readLog(source.livePath, ro), batch: [], i: 0, done: false };
   });
+  try {
+    yield* mergeHeads(heads, o, positions);
+  } finally {
+    // Closes the file handles of readers a client abandoned mid-way.
+    await Promise.all(heads.map((h) => h.it.return(undefined)));
+  }
+}
+
+async function* mergeHeads(
+  heads: Head[],
+  o: JournalOptions,
+  positions: Map<string, { seq: number; offset: number }>,
+): AsyncGenerator<JournalEntry[]> {
   await Promise.all(heads.map(fill));
   let out: JournalEntry[] = [];
   for (;;) {
@@ -153,12 +167,7 @@ export async function* readJournal(
     // for the first time (a new container) is read from `since`.
     yield* mergeOnce(listSources(), o, positions, until);
     if (o.until !== undefined && until === o.until) return;
-    await new Promise<void>((r) => {
-      const t = setTimeout(r, 250);
-      o.signal?.addEventListener('abort', () => {
-        clearTimeout(t);
-        r();
-      });
-    });
+    // Removes its abort listener when it resolves: no build-up over a long follow.
+    await sleepFor(250, o.signal === undefined ? {} : { signal: o.signal }).catch(() => undefined);
   }
 }

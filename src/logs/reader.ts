@@ -233,16 +233,6 @@ async function tailStart(
   return { index: 0, offset: 0 };
 }
 
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const t = setTimeout(resolve, ms);
-    signal?.addEventListener('abort', () => {
-      clearTimeout(t);
-      resolve();
-    });
-  });
-}
-
 // Yields batches of lines in order. Files are taken by sequence number, so a reader that
 // falls behind several rotations still reads every file in between. With `follow`, keeps
 // reading the live file as it grows and across rotations (by inode) until `follow`
@@ -269,15 +259,27 @@ export async function* readLog(livePath: string, o: ReadOptions = {}): AsyncGene
   const firstSeq = files[startIndex]?.seq ?? 1;
   let nextSeq = firstSeq;
 
+  // One listener each on the stop signals for the whole read, not one per nap: a long
+  // `logs -f` naps every quarter second.
   let followDone = false;
-  void o.follow?.then(() => (followDone = true));
-  let watcher: FSWatcher | undefined;
   let wake: (() => void) | undefined;
+  void o.follow?.then(() => {
+    followDone = true;
+    wake?.();
+  });
+  const onAbort = () => wake?.();
+  o.signal?.addEventListener('abort', onAbort, { once: true });
+  let watcher: FSWatcher | undefined;
   const nap = (ms: number) =>
     new Promise<void>((r) => {
-      wake = r;
-      void sleep(ms, o.signal).then(r);
-      void o.follow?.then(() => r());
+      const t = setTimeout(() => done(), ms);
+      const done = () => {
+        clearTimeout(t);
+        wake = undefined;
+        r();
+      };
+      wake = done;
+      if (followDone || o.signal?.aborted) done();
     });
   if (o.follow) {
     try {
@@ -310,6 +312,8 @@ export async function* readLog(livePath: string, o: ReadOptions = {}): AsyncGene
       try {
         fh = await open(f.path, 'r');
       } catch {
+        if (o.signal?.aborted) return;
+        await nap(100); // rotated away between listing and opening, or out of fds
         files = listLogFiles(livePath);
         continue;
       }
@@ -348,6 +352,7 @@ export async function* readLog(livePath: string, o: ReadOptions = {}): AsyncGene
     }
   } finally {
     watcher?.close();
+    o.signal?.removeEventListener('abort', onAbort);
   }
 }
 

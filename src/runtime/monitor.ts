@@ -1,7 +1,7 @@
 // Launching berth-monitor and talking to it (protocol: monitor/PROTOCOL.md).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createConnection, type Socket } from 'node:net';
-import { readFile } from 'node:fs/promises';
+import { open, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BerthError } from '../util/errors.ts';
 
@@ -37,6 +37,7 @@ export interface ExitRecord {
 export const monitorFiles = (stateDir: string) => ({
   ctl: join(stateDir, 'ctl.sock'),
   attach: join(stateDir, 'attach.sock'),
+  attachReadOnly: join(stateDir, 'attach-ro.sock'),
   exit: join(stateDir, 'exit.json'),
   events: join(stateDir, 'events.jsonl'),
   monitorPid: join(stateDir, 'monitor.pid'),
@@ -127,29 +128,37 @@ export interface MonitorEvent {
   readonly [k: string]: unknown;
 }
 
-// Complete lines of the monitor's event file from a byte offset, and the offset after them.
+// Complete lines of the monitor's event file from a byte offset, and the offset after
+// them. Reads only what is new: the file grows for the container's whole run.
 export async function readMonitorEvents(
   stateDir: string,
   offset: number,
 ): Promise<{ events: MonitorEvent[]; offset: number }> {
-  let buf: Buffer;
+  let fh;
   try {
-    buf = await readFile(monitorFiles(stateDir).events);
+    fh = await open(monitorFiles(stateDir).events, 'r');
   } catch {
     return { events: [], offset };
   }
-  const end = buf.lastIndexOf(10) + 1;
-  if (end <= offset) return { events: [], offset };
-  const events: MonitorEvent[] = [];
-  for (const line of buf.subarray(offset, end).toString().split('\n')) {
-    if (!line) continue;
-    try {
-      events.push(JSON.parse(line) as MonitorEvent);
-    } catch {
-      /* a torn line cannot happen with O_APPEND single writes; skip garbage */
+  try {
+    const size = (await fh.stat()).size;
+    if (size <= offset) return { events: [], offset };
+    const buf = Buffer.alloc(Math.min(size - offset, 4 * 1024 * 1024));
+    const { bytesRead } = await fh.read(buf, 0, buf.length, offset);
+    const end = buf.subarray(0, bytesRead).lastIndexOf(10) + 1;
+    const events: MonitorEvent[] = [];
+    for (const line of buf.subarray(0, end).toString().split('\n')) {
+      if (!line) continue;
+      try {
+        events.push(JSON.parse(line) as MonitorEvent);
+      } catch {
+        /* one write per line: a torn line cannot happen; skip garbage */
+      }
     }
+    return { events, offset: offset + end };
+  } finally {
+    await fh.close();
   }
-  return { events, offset: end };
 }
 
 export async function readExitRecord(stateDir: string): Promise<ExitRecord | undefined> {
@@ -225,9 +234,12 @@ export class MonitorConnection {
   }
 }
 
-export function connectAttach(stateDir: string): Promise<Socket> {
+// A client without stdin uses the read-only socket: its leaving must not close the
+// container's stdin for the others.
+export function connectAttach(stateDir: string, stdin: boolean): Promise<Socket> {
   return new Promise((resolve, reject) => {
-    const s = createConnection(monitorFiles(stateDir).attach);
+    const files = monitorFiles(stateDir);
+    const s = createConnection(stdin ? files.attach : files.attachReadOnly);
     s.once('connect', () => resolve(s));
     s.once('error', reject);
   });

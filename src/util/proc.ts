@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 
 // The hard RLIMIT_NOFILE berthd (and so every monitor and runc it starts) runs under.
 // Without CAP_SYS_RESOURCE a container cannot be given more.
@@ -28,4 +28,13 @@ export function processMatches(
   } catch {
     return false;
   }
+}
+
+// Pids whose command line contains every marker.
+export function findProcesses(markers: readonly string[], procRoot = '/proc'): number[] {
+  const out: number[] = [];
+  for (const e of readdirSync(procRoot)) {
+    if (/^\d+$/.test(e) && processMatches(Number(e), markers, procRoot)) out.push(Number(e));
+  }
+  return out;
 }

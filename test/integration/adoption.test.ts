@@ -113,9 +113,24 @@ describe('re-adoption after kill -9 of berthd', () => {
     assert.deepEqual(d.leaks([id]), []);
   });
 
-  it('refuses a second berthd on the same data root', async () => {
-    const r = await d.berth(['daemon', '--root', d.root, '--run-root', d.runRoot]);
+  it('refuses a second berthd on the same data root, or on the same run root', async () => {
+    const r = await d.berth(['daemon', '--root', d.root, '--run-root', `${d.dir}/run2`]);
     assert.equal(r.code, 125);
     assert.match(r.stderr, /already running/);
+    const id = await d.runDetached(['busybox', 'sleep', '300']);
+    const pid = (await inspectAll([id]))[0]?.State.Pid ?? 0;
+    const s = await d.berth([
+      'daemon',
+      '--root',
+      `${d.dir}/data2`,
+      '--run-root',
+      d.runRoot,
+      '--socket',
+      `${d.dir}/s2.sock`,
+    ]);
+    assert.equal(s.code, 125);
+    assert.match(s.stderr, /already running/);
+    assert.ok(pidAlive(pid), "the first daemon's container is untouched");
+    await d.berthOk(['rm', '-f', id]);
   });
 });

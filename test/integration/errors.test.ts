@@ -118,6 +118,12 @@ describe('errors', () => {
       stderr: /No such container: ghost/,
     },
     {
+      name: 'wait on unknown container',
+      args: ['wait', 'ghost'],
+      code: 125,
+      stderr: /No such container: ghost/,
+    },
+    {
       name: 'unknown flag',
       args: ['run', '--no-such-flag', 'busybox'],
       code: 125,

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { MAIN, pidAlive, runCommand, TestDaemon, waitFor } from '../helpers/daemon.ts';
 
 interface Inspect {
@@ -332,6 +333,58 @@ describe('container lifecycle', () => {
     const log = `${d.root}/logs/${id}/container.log`;
     await waitFor(() => readFileSync(log, 'utf8').includes('42 123'), 5000, 'new size inside');
     await d.berthOk(['rm', '-f', id]);
+  });
+
+  it('attach: a viewer leaving does not close stdin for a typing client; rm ends a waiting attach', async () => {
+    const id = await d.runDetached([
+      '-i',
+      'busybox',
+      'sh',
+      '-c',
+      'while read l; do echo got:$l; done; echo stdin-closed',
+    ]);
+    const viewer = await d.client.attachContainer(id, false);
+    await sleep(200);
+    viewer.destroy();
+    await sleep(300);
+    const typist = await d.client.attachContainer(id, true);
+    let seen = '';
+    typist.on('data', (b: Buffer) => (seen += b.toString('latin1')));
+    typist.write('hello\n');
+    await waitFor(() => seen.includes('got:hello'), 5000, 'echo through stdin');
+    typist.end();
+    await waitFor(() => seen.includes('stdin-closed'), 5000, 'stdin closed by the typist');
+    assert.equal((await d.berthOk(['wait', id])).trim(), '0');
+    await d.berthOk(['rm', id]);
+
+    const created = (await d.berthOk(['create', 'busybox', 'true'])).trim();
+    const waiting = await d.client.attachContainer(created, false);
+    const ended = new Promise((r) => waiting.once('close', r));
+    await d.berthOk(['rm', created]);
+    await ended;
+  });
+
+  it('kill reaches a container while a stop waits out its timeout', async () => {
+    const id = await d.runDetached([
+      'busybox',
+      'sh',
+      '-c',
+      "trap '' TERM; while true; do sleep 0.1; done",
+    ]);
+    await sleep(300);
+    const t0 = Date.now();
+    const stopping = d.berth(['stop', '-t', '30', id]);
+    await sleep(500);
+    await d.berthOk(['kill', id]);
+    const r = await stopping;
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(Date.now() - t0 < 20_000, 'the stop ended with the kill, not at its 30 s timeout');
+    assert.equal(
+      (JSON.parse(await d.berthOk(['inspect', id]))[0] as { State: { ExitCode: number } }).State
+        .ExitCode,
+      137,
+    );
+    await d.berthOk(['rm', id]);
   });
 
   it('applies safe defaults: read-only root, dropped capabilities, pids limit, masked paths', async () => {
