@@ -170,6 +170,29 @@ describe('logs', () => {
     await d.berthOk(['rm', id]);
   });
 
+  it('with a small retention across a kill -9 of berthd, keeps one unbroken run ending at the last line', async () => {
+    const n = 200000;
+    const id = await d.runDetached([
+      '--log-opt',
+      'max-size=64k',
+      '--log-opt',
+      'max-file=4',
+      'busybox',
+      'seq',
+      '1',
+      String(n),
+    ]);
+    await sleep(50);
+    await d.kill9();
+    await sleep(300);
+    await d.startProcess();
+    await d.berthOk(['wait', id]);
+    const out = (await d.berthOk(['logs', id])).trim().split('\n');
+    assertRun(out, n - out.length + 1, n, 'kept lines');
+    assert.ok(logFiles(d, id).length <= 4);
+    await d.berthOk(['rm', id]);
+  });
+
   it('notices a killed monitor at once, says so, and leaves nothing behind', async () => {
     const id = await d.runDetached(['busybox', 'sleep', '300']);
     const i = JSON.parse(await d.berthOk(['inspect', id]))[0] as {
