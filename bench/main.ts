@@ -1,23 +1,42 @@
-// npm run bench -- [--quick] [--runs N] [--warmup N] [SCENARIO...]
-// Runs the chosen scenarios (all by default), prints a table per scenario and writes every
-// sample to bench/results/<timestamp>.json. ^C stops the current sample and still cleans up.
+// npm run bench -- [--quick] [--runs N] [--warmup N] [--peers LIST] [SCENARIO...]
+// Sets up the chosen peers (docker, podman), runs the chosen scenarios (all by default),
+// prints a table per scenario and writes every sample to bench/results/<timestamp>.json.
+// ^C stops the current sample and still cleans up, peers included.
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { killRegistered, REPO } from './lib/berthd.ts';
 import { hostInfo, table, writeJson } from './lib/report.ts';
+import { PEER_NAMES, setupPeers, type PeerName, type PeerSet } from './lib/peers.ts';
 import { runScenario, type ScenarioResult } from './lib/runner.ts';
 import type { BenchContext, ScenarioFactory } from './lib/types.ts';
+import { logThroughput } from './scenarios/log-throughput.ts';
+import { logsRead } from './scenarios/logs-read.ts';
+import { monitorMemory } from './scenarios/monitor-memory.ts';
 import { runRm } from './scenarios/run-rm.ts';
 
 const SCENARIOS: Record<string, ScenarioFactory> = {
   'run-rm': runRm,
+  'log-throughput': logThroughput,
+  'logs-read': logsRead,
+  'monitor-memory': monitorMemory,
 };
 
-const USAGE = `usage: npm run bench -- [--quick] [--runs N] [--warmup N] [SCENARIO...]
-  --quick     5 runs per subject, 1 warm-up round
-  --runs N    measured runs per subject (default 30)
-  --warmup N  warm-up rounds, not recorded in the stats (default 3)
+const USAGE = `usage: npm run bench -- [--quick] [--runs N] [--warmup N] [--peers LIST] [SCENARIO...]
+  --quick       fewer runs and smaller workloads (run-rm: 5 runs, 1 warm-up round)
+  --runs N      measured runs per subject (default: each scenario's own; run-rm 30)
+  --warmup N    warm-up rounds, not recorded in the stats (default: each scenario's own)
+  --peers LIST  engines to compare berth with: docker,podman or none (default: both,
+                installed with apt-get if missing; with --quick: none)
 scenarios: ${Object.keys(SCENARIOS).join(', ')} (default: all)`;
+
+function parsePeers(v: string | undefined, quick: boolean): PeerName[] {
+  if (v === undefined) return quick ? [] : [...PEER_NAMES];
+  if (v === 'none' || v === '') return [];
+  const names = v.split(',').map((x) => x.trim());
+  const bad = names.filter((n) => !(PEER_NAMES as readonly string[]).includes(n));
+  if (bad.length > 0) throw new Error(`unknown peer ${bad.join(', ')} (docker, podman, none)`);
+  return [...new Set(names)] as PeerName[];
+}
 
 function positiveInt(v: string | undefined, what: string, min: number): number | undefined {
   if (v === undefined) return undefined;
@@ -32,6 +51,7 @@ async function main(): Promise<number> {
       quick: { type: 'boolean', default: false },
       runs: { type: 'string' },
       warmup: { type: 'string' },
+      peers: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
     allowPositionals: true,
@@ -41,8 +61,9 @@ async function main(): Promise<number> {
     return 0;
   }
   const quick = values.quick;
-  const runs = positiveInt(values.runs, '--runs', 1) ?? (quick ? 5 : 30);
-  const warmup = positiveInt(values.warmup, '--warmup', 0) ?? (quick ? 1 : 3);
+  const runs = positiveInt(values.runs, '--runs', 1);
+  const warmup = positiveInt(values.warmup, '--warmup', 0);
+  const peerNames = parsePeers(values.peers, quick);
   const names = positionals.length > 0 ? positionals : Object.keys(SCENARIOS);
   const unknown = names.filter((n) => !(n in SCENARIOS));
   if (unknown.length > 0) throw new Error(`unknown scenario ${unknown.join(', ')}\n${USAGE}`);
@@ -65,31 +86,56 @@ async function main(): Promise<number> {
   };
   for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(s, onSignal);
 
-  const ctx: BenchContext = {
-    quick,
-    signal: abort.signal,
-    log: (m) => process.stderr.write(`  ${m}\n`),
-  };
+  const log = (m: string) => process.stderr.write(`  ${m}\n`);
   const startedAt = new Date();
   const host = hostInfo(REPO);
   const results: ScenarioResult[] = [];
-  for (const name of names) {
-    const factory = SCENARIOS[name];
-    if (!factory || abort.signal.aborted) break;
-    const r = await runScenario(factory(), { runs, warmup }, ctx);
-    results.push(r);
-    process.stdout.write(`\n${table(r)}\n`);
+  let peerSet: PeerSet | undefined;
+  let peerLeftovers: string[] = [];
+  const skipped: Record<string, string> = {};
+  let peerInfo: Record<string, unknown> = {};
+  try {
+    if (peerNames.length > 0) {
+      peerSet = await setupPeers(peerNames, abort.signal, log);
+      for (const [n, why] of peerSet.skipped) {
+        skipped[n] = why;
+        process.stderr.write(`bench: peer ${n} skipped: ${why}\n`);
+      }
+      peerInfo = Object.fromEntries(peerSet.peers.map((p) => [p.name, p.info()]));
+    }
+    const ctx: BenchContext = { quick, signal: abort.signal, peers: peerSet?.peers ?? [], log };
+    for (const name of names) {
+      const factory = SCENARIOS[name];
+      if (!factory || abort.signal.aborted) break;
+      const r = await runScenario(factory(), { runs, warmup }, ctx);
+      results.push(r);
+      process.stdout.write(`\n${table(r)}\n`);
+    }
+  } finally {
+    if (peerSet) {
+      log('stopping peers');
+      peerLeftovers = await peerSet.stop();
+      if (peerLeftovers.length > 0) {
+        process.stdout.write(
+          `\npeers left behind:\n${peerLeftovers.map((l) => `  ${l}`).join('\n')}\n`,
+        );
+      }
+    }
   }
   const file = await writeJson(join(REPO, 'bench', 'results'), startedAt, {
     startedAt: startedAt.toISOString(),
     finishedAt: new Date().toISOString(),
-    options: { quick, runs, warmup, scenarios: names },
+    options: { quick, runs, warmup, peers: peerNames, scenarios: names },
     host,
+    peers: peerInfo,
+    peersSkipped: skipped,
+    peerLeftovers,
     scenarios: results,
   });
   process.stdout.write(`\nsamples: ${file}\n`);
   if (abort.signal.aborted) return 130;
-  return results.some((r) => r.error !== undefined || r.leftovers.length > 0) ? 1 : 0;
+  const bad = results.some((r) => r.error !== undefined || r.leftovers.length > 0);
+  return bad || peerLeftovers.length > 0 ? 1 : 0;
 }
 
 main().then(

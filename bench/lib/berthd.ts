@@ -14,7 +14,8 @@ import {
   runcStateLeftovers,
   sweepCgroups,
 } from './host.ts';
-import { pidAlive, run, type ProcResult } from './proc.ts';
+import { pidAlive, run, runOk, type ProcOptions, type ProcResult } from './proc.ts';
+import { cgroupCpuNs, type ProcRef } from './sysstat.ts';
 
 export const REPO = resolve(import.meta.dirname, '..', '..', '..');
 export const MAIN = join(REPO, 'dist', 'src', 'main.js');
@@ -22,8 +23,17 @@ export const MONITOR = join(REPO, 'monitor', 'berth-monitor');
 
 const LOG_TAIL = 8000;
 
-// Daemons still running, for a forced exit that cannot wait for an orderly stop.
+// Daemons still running (berthd, a peer's dockerd), for a forced exit that cannot wait for
+// an orderly stop.
 const running = new Set<number>();
+
+export function trackPid(pid: number): void {
+  running.add(pid);
+}
+
+export function untrackPid(pid: number): void {
+  running.delete(pid);
+}
 
 export function killRegistered(): void {
   for (const pid of running) {
@@ -80,8 +90,29 @@ export class BenchDaemon {
     return ['--', MAIN, ...args];
   }
 
-  cli(args: readonly string[]): Promise<ProcResult> {
-    return run(process.execPath, this.cliArgs(args), { env: this.env });
+  cli(args: readonly string[], opts: ProcOptions = {}): Promise<ProcResult> {
+    return run(process.execPath, this.cliArgs(args), { env: this.env, ...opts });
+  }
+
+  cliOk(args: readonly string[], opts: ProcOptions = {}): Promise<ProcResult> {
+    return runOk(process.execPath, this.cliArgs(args), { env: this.env, ...opts });
+  }
+
+  // The group berthd puts every monitor in (src/engine/containers.ts).
+  get monitorGroup(): string {
+    return `${this.cgroupParent}.monitors`;
+  }
+
+  // CPU time of all monitors so far, and of the runc processes they started.
+  monitorCpuNs(): number {
+    return cgroupCpuNs(this.monitorGroup);
+  }
+
+  monitors(): ProcRef[] {
+    return processesMatching('berth-monitor', this.runRoot).map((pid) => ({
+      name: 'berth-monitor',
+      pid,
+    }));
   }
 
   private async spawn(): Promise<void> {

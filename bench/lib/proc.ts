@@ -9,12 +9,20 @@ export interface ProcResult {
   readonly signal: NodeJS.Signals | null;
   readonly stdout: string;
   readonly stderr: string;
+  // Bytes the process wrote to stdout (counted unless stdout is 'ignore').
+  readonly stdoutBytes: number;
 }
 
 export interface ProcOptions {
   readonly env?: NodeJS.ProcessEnv;
   readonly signal?: AbortSignal;
   readonly timeoutMs?: number;
+  // What becomes of stdout: 'tail' keeps its last few KB (the default), 'all' keeps all of
+  // it, 'count' only counts bytes, 'ignore' sends it to /dev/null (nothing passes through
+  // the bench: use it for large outputs that are timed).
+  readonly stdout?: 'tail' | 'all' | 'count' | 'ignore';
+  // A file descriptor for stdout instead (the process writes to it directly).
+  readonly stdoutFd?: number;
 }
 
 const KEEP = 4000;
@@ -27,14 +35,20 @@ export function run(
   return new Promise((resolve, reject) => {
     let stdout = '';
     let stderr = '';
+    let stdoutBytes = 0;
+    const mode = opts.stdout ?? 'tail';
     const t0 = process.hrtime.bigint();
     const p = spawn(file, args, {
-      stdio: ['ignore', 'pipe', 'pipe'],
+      stdio: ['ignore', opts.stdoutFd ?? (mode === 'ignore' ? 'ignore' : 'pipe'), 'pipe'],
       env: opts.env ?? process.env,
       ...(opts.signal ? { signal: opts.signal, killSignal: 'SIGKILL' as const } : {}),
     });
-    p.stdout.on('data', (b: Buffer) => (stdout = (stdout + b.toString()).slice(-KEEP)));
-    p.stderr.on('data', (b: Buffer) => (stderr = (stderr + b.toString()).slice(-KEEP)));
+    p.stdout?.on('data', (b: Buffer) => {
+      stdoutBytes += b.length;
+      if (mode === 'tail') stdout = (stdout + b.toString()).slice(-KEEP);
+      else if (mode === 'all') stdout += b.toString();
+    });
+    p.stderr?.on('data', (b: Buffer) => (stderr = (stderr + b.toString()).slice(-KEEP)));
     const timer = setTimeout(() => p.kill('SIGKILL'), opts.timeoutMs ?? 60_000);
     p.on('error', (e) => {
       clearTimeout(timer);
@@ -43,9 +57,25 @@ export function run(
     p.on('close', (code, signal) => {
       const ms = Number(process.hrtime.bigint() - t0) / 1e6;
       clearTimeout(timer);
-      resolve({ ms, code: code ?? -1, signal, stdout, stderr });
+      resolve({ ms, code: code ?? -1, signal, stdout, stderr, stdoutBytes });
     });
   });
+}
+
+// A run that must succeed.
+export async function runOk(
+  file: string,
+  args: readonly string[],
+  opts: ProcOptions = {},
+): Promise<ProcResult> {
+  const r = await run(file, args, opts);
+  if (r.code !== 0) {
+    const how = r.signal ? `signal ${r.signal}` : `code ${r.code}`;
+    const cmd = [file, ...args].join(' ');
+    const shown = cmd.length > 300 ? `${cmd.slice(0, 300)}...` : cmd;
+    throw new Error(`${shown} failed (${how}): ${r.stderr.trim()}`);
+  }
+  return r;
 }
 
 // A run that must succeed; returns its wall time in ms.
@@ -54,12 +84,7 @@ export async function timedOk(
   args: readonly string[],
   opts: ProcOptions = {},
 ): Promise<number> {
-  const r = await run(file, args, opts);
-  if (r.code !== 0) {
-    const how = r.signal ? `signal ${r.signal}` : `code ${r.code}`;
-    throw new Error(`${file} ${args.join(' ')} failed (${how}): ${r.stderr.trim()}`);
-  }
-  return r.ms;
+  return (await runOk(file, args, opts)).ms;
 }
 
 export function pidAlive(pid: number): boolean {

@@ -5,40 +5,72 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, release } from 'node:os';
 import { join } from 'node:path';
 import { RUNC } from './host.ts';
-import type { ScenarioResult } from './runner.ts';
+import type { ScenarioResult, SubjectResult } from './runner.ts';
 
-const ms = (v: number) => (Number.isFinite(v) ? v.toFixed(1) : '-');
+const num = (v: number | undefined, digits = 1) =>
+  v !== undefined && Number.isFinite(v) ? v.toFixed(digits) : '-';
+const ratio = (v: number | undefined) =>
+  v === undefined || !Number.isFinite(v) ? '-' : `${v.toFixed(2)}x`;
 
-export function table(r: ScenarioResult): string {
-  const base = r.subjects.find((s) => s.role === 'baseline');
-  const head = [
-    'subject',
-    'timed command',
-    'median',
-    'p90',
-    'min',
-    'max',
-    `vs ${base?.name ?? '-'}`,
-  ];
-  const rows = r.subjects.map((s) => [
-    s.role === 'context' ? `(${s.name})` : s.name,
-    s.label,
-    ms(s.stats.median),
-    ms(s.stats.p90),
-    ms(s.stats.min),
-    ms(s.stats.max),
-    s.ratio === undefined || !Number.isFinite(s.ratio) ? '-' : `${s.ratio.toFixed(2)}x`,
-  ]);
+function grid(head: string[], rows: string[][], leftCols: number): string[] {
   const all = [head, ...rows];
   const width = head.map((_, i) => Math.max(...all.map((row) => (row[i] ?? '').length)));
   const fmt = (row: string[]) =>
-    row.map((c, i) => (i < 2 ? c.padEnd(width[i] ?? 0) : c.padStart(width[i] ?? 0))).join('  ');
-  const lines = [
-    `${r.name}: ${r.description}`,
-    `${r.runs} runs each after ${r.warmup} warm-up round(s), alternating; wall time in ms`,
-    fmt(head),
-    ...rows.map(fmt),
-  ];
+    row
+      .map((c, i) => (i < leftCols ? c.padEnd(width[i] ?? 0) : c.padStart(width[i] ?? 0)))
+      .join('  ')
+      .trimEnd();
+  return [fmt(head), ...rows.map(fmt)];
+}
+
+export function table(r: ScenarioResult): string {
+  const base = r.subjects.find((s) => s.role === 'baseline');
+  const first = r.metrics[0];
+  const single = r.metrics.length === 1 && first !== undefined;
+  const rowName = (s: SubjectResult) => (s.role === 'context' ? `(${s.name})` : s.name);
+  const lines = [`${r.name}: ${r.description}`];
+  let head: string[];
+  let rows: string[][];
+  if (single) {
+    lines.push(
+      `${r.runs} runs each after ${r.warmup} warm-up round(s), alternating; ${first.label}`,
+    );
+    head = ['subject', 'measured', 'median', 'p90', 'min', 'max'];
+    rows = r.subjects.map((s) => {
+      const st = s.stats[first.key];
+      const d = first.digits;
+      return [
+        rowName(s),
+        s.label,
+        num(st?.median, d),
+        num(st?.p90, d),
+        num(st?.min, d),
+        num(st?.max, d),
+      ];
+    });
+  } else {
+    lines.push(`${r.runs} runs each after ${r.warmup} warm-up round(s), alternating; medians`);
+    head = ['subject', 'measured', ...r.metrics.map((m) => m.label)];
+    rows = r.subjects.map((s) => [
+      rowName(s),
+      s.label,
+      ...r.metrics.map((m) => num(s.stats[m.key]?.median, m.digits)),
+    ]);
+  }
+  if (base) {
+    head.push(`vs ${base.name}`);
+    r.subjects.forEach((s, i) => rows[i]?.push(s.role === 'context' ? '' : ratio(s.ratio)));
+  }
+  lines.push(...grid(head, rows, 2));
+  if (r.comparisons.length > 0) {
+    lines.push('berth ÷ peer, medians (time, CPU, memory: below 1.00x is better; MB/s: above)');
+    const cm = r.metrics.filter((m) => m.compare !== false);
+    const crow = r.comparisons.map((c) => [
+      `${c.subject} vs ${c.peer}${c.group ? ` (${c.group})` : ''}`,
+      ...cm.map((m) => ratio(c.ratios[m.key])),
+    ]);
+    lines.push(...grid(['', ...cm.map((m) => m.label)], crow, 1).map((l) => `  ${l}`));
+  }
   lines.push(
     r.leftovers.length === 0
       ? 'left behind: nothing'

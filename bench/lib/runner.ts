@@ -1,18 +1,37 @@
 // Runs one scenario: set-up, warm-up rounds, then measured rounds in which every subject
-// takes one sample in turn (berth, runc, berth, runc, ...), so drift in machine load hits
-// all subjects alike. Teardown always runs.
+// takes one sample in turn (berth, runc, docker, berth, runc, docker, ...), so drift in
+// machine load hits all subjects alike. Teardown always runs. A peer that fails is dropped
+// from the remaining rounds; any other failure ends the scenario.
 import { summarize, type Stats } from './stats.ts';
-import type { BenchContext, Role, Scenario } from './types.ts';
+import {
+  WALL_MS,
+  type BenchContext,
+  type Measured,
+  type Metric,
+  type Role,
+  type Scenario,
+} from './types.ts';
 
 export interface SubjectResult {
   readonly name: string;
   readonly label: string;
   readonly role: Role;
-  readonly warmupMs: number[];
-  readonly samplesMs: number[];
-  readonly stats: Stats;
-  // median / baseline median; undefined when the scenario has no baseline.
+  readonly group: string;
+  readonly warmup: Measured[];
+  readonly samples: Measured[];
+  // Per metric key, over the measured samples.
+  readonly stats: Record<string, Stats>;
+  // First metric: median / the baseline's median; undefined without a baseline.
   readonly ratio: number | undefined;
+  readonly error?: string;
+}
+
+// berth / peer, per metric, for the rows of one group.
+export interface Comparison {
+  readonly group: string;
+  readonly subject: string;
+  readonly peer: string;
+  readonly ratios: Record<string, number>;
 }
 
 export interface ScenarioResult {
@@ -20,69 +39,120 @@ export interface ScenarioResult {
   readonly description: string;
   readonly runs: number;
   readonly warmup: number;
+  readonly metrics: readonly Metric[];
   readonly subjects: SubjectResult[];
+  readonly comparisons: Comparison[];
   readonly leftovers: string[];
   readonly notes: string[];
   readonly error?: string;
 }
 
 export interface RunOptions {
-  readonly runs: number;
-  readonly warmup: number;
+  // Undefined: the scenario's own schedule.
+  readonly runs: number | undefined;
+  readonly warmup: number | undefined;
 }
+
+const message = (e: unknown) => (e instanceof Error ? e.message : String(e));
 
 export async function runScenario(
   s: Scenario,
   o: RunOptions,
   ctx: BenchContext,
 ): Promise<ScenarioResult> {
+  const metrics = s.metrics ?? [WALL_MS];
+  const own =
+    s.schedule?.(ctx.quick) ?? (ctx.quick ? { runs: 5, warmup: 1 } : { runs: 30, warmup: 3 });
+  const runs = o.runs ?? own.runs;
+  const warmup = o.warmup ?? own.warmup;
   const acc: {
     name: string;
     label: string;
     role: Role;
-    warmupMs: number[];
-    samplesMs: number[];
+    group: string;
+    warmup: Measured[];
+    samples: Measured[];
+    error?: string;
   }[] = [];
+  const notes: string[] = [];
   let error: string | undefined;
   let leftovers: string[];
   try {
     const subjects = await s.setup(ctx);
     for (const x of subjects) {
-      acc.push({ name: x.name, label: x.label, role: x.role, warmupMs: [], samplesMs: [] });
+      acc.push({
+        name: x.name,
+        label: x.label,
+        role: x.role,
+        group: x.group ?? '',
+        warmup: [],
+        samples: [],
+      });
     }
-    for (let round = 0; round < o.warmup + o.runs; round++) {
-      const warm = round < o.warmup;
+    for (let round = 0; round < warmup + runs; round++) {
+      const warm = round < warmup;
       for (const [i, x] of subjects.entries()) {
-        ctx.signal.throwIfAborted();
-        const ms = await x.sample(ctx.signal);
         const a = acc[i];
-        if (a) (warm ? a.warmupMs : a.samplesMs).push(ms);
+        if (!a || a.error !== undefined) continue;
+        ctx.signal.throwIfAborted();
+        let m: Measured;
+        try {
+          const v = await x.sample(ctx.signal);
+          m = typeof v === 'number' ? { values: { [metrics[0]?.key ?? 'ms']: v } } : v;
+        } catch (e) {
+          if (x.role !== 'peer' || ctx.signal.aborted) throw e;
+          a.error = message(e);
+          notes.push(`${x.name} dropped after a failure: ${a.error}`);
+          ctx.log(`${s.name}: ${x.name} failed, dropped: ${a.error}`);
+          continue;
+        }
+        (warm ? a.warmup : a.samples).push(m);
       }
-      const label = warm
-        ? `warm-up ${round + 1}/${o.warmup}`
-        : `run ${round - o.warmup + 1}/${o.runs}`;
+      const label = warm ? `warm-up ${round + 1}/${warmup}` : `run ${round - warmup + 1}/${runs}`;
       ctx.log(`${s.name}: ${label}`);
     }
   } catch (e) {
-    error = ctx.signal.aborted ? 'interrupted' : e instanceof Error ? e.message : String(e);
+    error = ctx.signal.aborted ? 'interrupted' : message(e);
   } finally {
     ctx.log(`${s.name}: teardown`);
-    leftovers = await s.teardown(ctx).catch((e: unknown) => [`teardown failed: ${String(e)}`]);
+    leftovers = await s.teardown(ctx).catch((e: unknown) => [`teardown failed: ${message(e)}`]);
   }
+  const statsOf = (samples: Measured[]) =>
+    Object.fromEntries(
+      metrics.map((m) => [m.key, summarize(samples.map((x) => x.values[m.key] ?? Number.NaN))]),
+    );
+  const first = metrics[0]?.key ?? 'ms';
   const base = acc.find((a) => a.role === 'baseline');
-  const baseMedian = base ? summarize(base.samplesMs).median : undefined;
-  const subjects = acc.map((a) => {
-    const stats = summarize(a.samplesMs);
-    return { ...a, stats, ratio: baseMedian ? stats.median / baseMedian : undefined };
+  const baseMedian = base ? statsOf(base.samples)[first]?.median : undefined;
+  const subjects: SubjectResult[] = acc.map((a) => {
+    const stats = statsOf(a.samples);
+    const median = stats[first]?.median;
+    return {
+      ...a,
+      stats,
+      ratio: baseMedian && median !== undefined ? median / baseMedian : undefined,
+    };
   });
+  const comparisons: Comparison[] = [];
+  for (const b of subjects.filter((x) => x.role === 'subject')) {
+    for (const p of subjects.filter((x) => x.role === 'peer' && x.group === b.group)) {
+      const ratios: Record<string, number> = {};
+      for (const m of metrics.filter((x) => x.compare !== false)) {
+        ratios[m.key] = (b.stats[m.key]?.median ?? NaN) / (p.stats[m.key]?.median ?? NaN);
+      }
+      comparisons.push({ group: b.group, subject: b.name, peer: p.name, ratios });
+    }
+  }
   return {
     name: s.name,
     description: s.description,
-    runs: o.runs,
-    warmup: o.warmup,
+    runs,
+    warmup,
+    metrics,
     subjects,
+    comparisons,
     leftovers,
-    notes: s.notes?.() ?? [],
+    notes: [...notes, ...(s.notes?.() ?? [])],
     ...(error === undefined ? {} : { error }),
   };
 }

@@ -20,8 +20,9 @@ export function percentile(sorted: readonly number[], p: number): number {
   return a + (b - a) * (pos - lo);
 }
 
+// Non-finite values (a metric that does not apply to a sample) are left out.
 export function summarize(samples: readonly number[]): Stats {
-  const s = [...samples].sort((a, b) => a - b);
+  const s = samples.filter(Number.isFinite).sort((a, b) => a - b);
   return {
     n: s.length,
     median: percentile(s, 0.5),

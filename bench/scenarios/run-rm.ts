@@ -1,7 +1,9 @@
 // run-rm: one short-lived container, created, run to exit and removed, timed end to end from
 // the bench: `berth run --rm busybox true` (CLI process, API, monitor, runc, clean-up) against
 // bare `runc run` of an equivalent bundle (runc run deletes the container when it exits, so
-// both include removal). `berth version` is timed as context: Node start-up plus one API call.
+// both include removal), and against `docker run --rm` and `podman run --rm` of the same
+// root filesystem when those peers are set up. `berth version` is timed as context: Node
+// start-up plus one API call.
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -16,6 +18,7 @@ import {
   runcStateLeftovers,
   sweepCgroups,
 } from '../lib/host.ts';
+import { cli } from '../lib/engines.ts';
 import { run, timedOk, waitUntil } from '../lib/proc.ts';
 import type { BenchContext, Scenario, Subject } from '../lib/types.ts';
 
@@ -27,8 +30,14 @@ export function runRm(): Scenario {
   // Per berth sample that returned with state still present: how many items.
   const stale: number[] = [];
 
-  const teardown = async (): Promise<string[]> => {
+  const teardown = async (ctx: BenchContext): Promise<string[]> => {
     const left: string[] = [];
+    for (const p of ctx.peers) {
+      const r = await cli(p, ['ps', '-aq']).catch(() => undefined);
+      const ids = r?.stdout.split('\n').filter(Boolean) ?? [];
+      for (const id of ids) left.push(`${p.name}: container ${id}`);
+      if (ids.length > 0) await cli(p, p.rmArgs(ids)).catch(() => undefined);
+    }
     if (daemon) {
       // Measured before stopping berthd: this is what `berth run --rm` itself leaves. An
       // interrupted sample may still be being removed, so give berthd a moment to settle.
@@ -55,7 +64,7 @@ export function runRm(): Scenario {
 
   return {
     name: 'run-rm',
-    description: 'berth run --rm busybox true vs bare runc run of an equivalent bundle',
+    description: 'berth run --rm busybox true vs bare runc run of an equivalent bundle (and peers)',
 
     async setup(ctx: BenchContext): Promise<readonly Subject[]> {
       ctx.log('starting berthd');
@@ -124,7 +133,20 @@ export function runRm(): Scenario {
         sample: (signal) =>
           timedOk(process.execPath, d.cliArgs(['version']), { env: d.env, signal }),
       };
-      return [berthRun, runcRun, version];
+      const peers: Subject[] = ctx.peers.map((p) => {
+        const c = p.command(['run', '--rm', ...p.runFlags, p.image, 'true']);
+        return {
+          name: p.name,
+          label: `${p.name} run --rm --network none ${p.image} true`,
+          role: 'peer',
+          sample: (signal) => timedOk(c.file, c.args, { env: c.env, signal }),
+        };
+      });
+      for (const p of peers) {
+        // Untimed: the image is there and runs.
+        await p.sample(ctx.signal);
+      }
+      return [berthRun, runcRun, version, ...peers];
     },
 
     teardown,
