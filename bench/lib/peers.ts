@@ -1,0 +1,615 @@
+// docker and podman as peers of berth, set up by the bench for one run and torn down after
+// it: a private dockerd (its own data root, exec root and socket under a temporary
+// directory, no network) and podman with private storage, both given the same busybox root
+// filesystem as berth's built-in image, imported as berthbench/busybox. Nothing of a docker
+// or podman already on the host is used or touched.
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, existsSync, openSync, readFileSync, statSync } from 'node:fs';
+import { mkdir, mkdtemp, rm, rmdir, writeFile } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { delimiter, join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { trackPid, untrackPid } from './berthd.ts';
+import { makeBusyboxRootfs } from './bundle.ts';
+import type { Engine, LogLimits } from './engines.ts';
+import { mountsUnder, processesMatching, sweepCgroups } from './host.ts';
+import { pidAlive, run, runOk } from './proc.ts';
+import {
+  cgroupCpuNs,
+  childPids,
+  CpuGroup,
+  cpuGroupDir,
+  procCpuNs,
+  procName,
+  type ProcRef,
+} from './sysstat.ts';
+
+export const PEER_NAMES = ['docker', 'podman'] as const;
+export type PeerName = (typeof PEER_NAMES)[number];
+export const PEER_IMAGE = 'berthbench/busybox';
+
+// Cgroups (absolute, under the root of every hierarchy) the peers' containers go in.
+const DOCKER_CGROUP = 'berth-bench-docker';
+const DOCKER_AGENT_CGROUP = 'berth-bench-docker-agent';
+const PODMAN_CGROUP = 'berth-bench-podman';
+
+const PACKAGES: Record<PeerName, { pkg: string; bins: string[] }> = {
+  docker: { pkg: 'docker.io', bins: ['dockerd', 'containerd', 'containerd-shim-runc-v2'] },
+  podman: { pkg: 'podman', bins: ['podman', 'conmon'] },
+};
+
+// Files and directories the peers create outside their temporary directory, whatever
+// their options: removed at teardown when they did not exist before (`empty`: only if
+// empty then, as others may use it meanwhile).
+const HOST_TRACES: Record<PeerName, { path: string; empty?: boolean }[]> = {
+  docker: [
+    { path: '/etc/docker/key.json' },
+    { path: '/run/docker' },
+    { path: '/run/containerd/s', empty: true },
+    { path: '/run/containerd', empty: true },
+  ],
+  podman: [
+    { path: '/var/lib/containers' },
+    { path: '/run/libpod' },
+    { path: '/run/containers' },
+    // podman's `container cleanup` runs runc with its default state root.
+    { path: '/run/runc', empty: true },
+    // podman system reset creates it.
+    { path: join(homedir(), '.config', 'containers') },
+  ],
+};
+
+export function which(bin: string): string | undefined {
+  const dirs = [...(process.env['PATH'] ?? '').split(delimiter), '/usr/sbin', '/usr/bin', '/sbin'];
+  for (const d of dirs) {
+    const p = join(d, bin);
+    try {
+      if (statSync(p).isFile()) return p;
+    } catch {
+      /* not here */
+    }
+  }
+  return undefined;
+}
+
+function hostLimit(name: string): number {
+  const line = readFileSync('/proc/self/limits', 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith(name));
+  const hard = line?.trim().split(/\s{2,}/)[2];
+  return hard === undefined || hard === 'unlimited' ? 1048576 : Number(hard);
+}
+
+const tail = (s: string, n = 600) => s.trim().slice(-n);
+
+// apt-get install of what is missing (once, with an update and a retry if the package
+// lists are stale). Returns, per peer, why it is still unavailable.
+export async function ensureInstalled(
+  names: readonly PeerName[],
+  log: (m: string) => void,
+): Promise<Map<PeerName, string>> {
+  const problems = new Map<PeerName, string>();
+  const missing = names.filter((n) => PACKAGES[n].bins.some((b) => which(b) === undefined));
+  if (missing.length === 0) return problems;
+  const pkgs = missing.map((n) => PACKAGES[n].pkg);
+  if (which('apt-get') === undefined) {
+    for (const n of missing)
+      problems.set(n, `not installed and no apt-get to install ${PACKAGES[n].pkg}`);
+    return problems;
+  }
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  const install = () =>
+    run('apt-get', ['install', '-y', '--no-install-recommends', ...pkgs], {
+      env,
+      timeoutMs: 15 * 60_000,
+    });
+  log(`installing ${pkgs.join(' ')} (apt-get install)`);
+  let r = await install();
+  if (r.code !== 0) {
+    log(`apt-get install failed, running apt-get update and retrying`);
+    await run('apt-get', ['update'], { env, timeoutMs: 10 * 60_000 });
+    r = await install();
+  }
+  for (const n of missing) {
+    const still = PACKAGES[n].bins.filter((b) => which(b) === undefined);
+    if (still.length > 0) {
+      problems.set(
+        n,
+        `could not install ${PACKAGES[n].pkg} (missing ${still.join(', ')}): ` +
+          tail(r.stderr || r.stdout),
+      );
+    }
+  }
+  return problems;
+}
+
+// The busybox root filesystem berth builds for its built-in image, as a tar to import.
+export async function busyboxTar(dir: string): Promise<string> {
+  const root = join(dir, 'rootfs');
+  await makeBusyboxRootfs(root);
+  const tar = join(dir, 'busybox.tar');
+  execFileSync('tar', ['-C', root, '-cf', tar, '.'], { stdio: 'ignore' });
+  await rm(root, { recursive: true, force: true });
+  return tar;
+}
+
+async function unmountAll(dir: string): Promise<string[]> {
+  const left: string[] = [];
+  for (const m of mountsUnder(dir).sort((a, b) => b.length - a.length)) {
+    const r = await run('umount', [m]);
+    if (r.code !== 0) await run('umount', ['-l', m]);
+  }
+  for (const m of mountsUnder(dir)) left.push(`mount ${m}`);
+  return left;
+}
+
+function killMatching(marker: string, what: string): string[] {
+  const out: string[] = [];
+  for (const pid of processesMatching(marker)) {
+    out.push(`killed ${procName(pid) ?? what} ${pid}`);
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }
+  return out;
+}
+
+export interface Peer extends Engine {
+  readonly name: PeerName;
+  readonly dir: string;
+  // Anything of the peer's containers still present.
+  containersLeft(): Promise<string[]>;
+  // Stops the peer and removes everything it made; returns what was left. Idempotent.
+  stop(): Promise<string[]>;
+  info(): Record<string, unknown>;
+}
+
+class HostTraces {
+  private readonly absent: { path: string; empty?: boolean }[];
+  constructor(paths: readonly { path: string; empty?: boolean }[]) {
+    this.absent = paths.filter((p) => !existsSync(p.path));
+  }
+  // Returns what it left in place.
+  async remove(): Promise<string[]> {
+    const left: string[] = [];
+    for (const p of this.absent) {
+      if (!p.empty) await rm(p.path, { recursive: true, force: true });
+      else if (existsSync(p.path)) {
+        await rmdir(p.path).catch(() => left.push(`${p.path} (created during the run, not empty)`));
+      }
+    }
+    return left;
+  }
+}
+
+// ---- docker ----
+
+class DockerPeer implements Peer {
+  readonly name = 'docker' as const;
+  readonly image = PEER_IMAGE;
+  readonly runFlags = ['--network', 'none'];
+  readonly dir: string;
+  version = 'unknown';
+  private readonly cliPath: string;
+  private readonly group: CpuGroup;
+  private readonly traces: HostTraces;
+  private proc: ChildProcess | undefined;
+  private stopped = false;
+
+  constructor(dir: string, group: CpuGroup, traces: HostTraces) {
+    this.dir = dir;
+    this.group = group;
+    this.traces = traces;
+    // The CLI of the same release as the daemon, when there is one.
+    this.cliPath = existsSync('/usr/bin/docker')
+      ? '/usr/bin/docker'
+      : (which('docker') ?? 'docker');
+  }
+
+  get socket(): string {
+    return join(this.dir, 'docker.sock');
+  }
+
+  command(args: readonly string[]) {
+    const env: NodeJS.ProcessEnv = { ...process.env, DOCKER_CONFIG: join(this.dir, 'cli') };
+    delete env['DOCKER_HOST'];
+    delete env['DOCKER_CONTEXT'];
+    return { file: this.cliPath, args: ['-H', `unix://${this.socket}`, ...args], env };
+  }
+
+  logFlags(l: LogLimits): string[] {
+    return ['--log-opt', `max-size=${l.maxSize}`, '--log-opt', `max-file=${l.maxFiles}`];
+  }
+
+  waitArgs(id: string): string[] {
+    return ['wait', id];
+  }
+
+  rmArgs(ids: readonly string[]): string[] {
+    return ['rm', '-f', ...ids];
+  }
+
+  agents(): ProcRef[] {
+    const pid = this.proc?.pid;
+    if (pid === undefined || !pidAlive(pid)) return [];
+    const out: ProcRef[] = [{ name: 'dockerd', pid }];
+    for (const c of childPids(pid)) {
+      if (procName(c) === 'containerd') out.push({ name: 'containerd', pid: c });
+    }
+    return out;
+  }
+
+  helpers(): ProcRef[] {
+    return processesMatching('containerd-shim', join(this.dir, 'exec')).map((pid) => ({
+      name: 'containerd-shim-runc-v2',
+      pid,
+    }));
+  }
+
+  // dockerd runs in a CPU group of its own from its first instruction, so the group counts
+  // dockerd, containerd, every shim and every runc they started; the shims' share is what
+  // dockerd and containerd did not use.
+  helperCpuNs(): number {
+    const total = this.group.usageNs();
+    const agents = this.agents().reduce((a, p) => a + (procCpuNs(p.pid) ?? 0), 0);
+    return total - agents;
+  }
+
+  async start(tar: string, signal: AbortSignal): Promise<void> {
+    const dockerd = which('dockerd');
+    if (!dockerd) throw new Error('dockerd not found');
+    await writeFile(join(this.dir, 'daemon.json'), '{}\n');
+    const nofile = hostLimit('Max open files');
+    const args = [
+      '--config-file',
+      join(this.dir, 'daemon.json'),
+      '--host',
+      `unix://${this.socket}`,
+      '--data-root',
+      join(this.dir, 'data'),
+      '--exec-root',
+      join(this.dir, 'exec'),
+      '--pidfile',
+      join(this.dir, 'docker.pid'),
+      '--bridge',
+      'none',
+      '--iptables=false',
+      '--ip6tables=false',
+      '--ip-forward=false',
+      '--ip-masq=false',
+      '--userland-proxy=false',
+      '--default-ulimit',
+      `nofile=${nofile}:${nofile}`,
+      '--log-driver',
+      'json-file',
+      '--exec-opt',
+      'native.cgroupdriver=cgroupfs',
+      '--cgroup-parent',
+      `/${DOCKER_CGROUP}`,
+    ];
+    const w = this.group.wrap(dockerd, args);
+    const fd = openSync(join(this.dir, 'dockerd.log'), 'a');
+    // Detached: its own process group, so a terminal ^C reaches only the bench.
+    const p = spawn(w.file, w.args, { stdio: ['ignore', fd, fd], detached: true });
+    closeSync(fd);
+    this.proc = p;
+    const pid = p.pid;
+    if (pid !== undefined) {
+      trackPid(pid);
+      p.once('exit', () => untrackPid(pid));
+    }
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      signal.throwIfAborted();
+      if (p.exitCode !== null || p.signalCode !== null) {
+        throw new Error(`dockerd exited (${p.exitCode ?? p.signalCode}): ${this.daemonLog()}`);
+      }
+      const r = await run(
+        this.cliPath,
+        this.command(['version', '-f', '{{.Server.Version}}']).args,
+        {
+          env: this.command([]).env,
+          timeoutMs: 5000,
+        },
+      );
+      if (r.code === 0) {
+        this.version = r.stdout.trim();
+        break;
+      }
+      if (Date.now() > deadline) throw new Error(`dockerd not ready in 60 s: ${this.daemonLog()}`);
+      await sleep(200);
+    }
+    const c = this.command(['import', tar, PEER_IMAGE]);
+    await runOk(c.file, c.args, { env: c.env, timeoutMs: 120_000 });
+  }
+
+  private daemonLog(): string {
+    try {
+      return tail(readFileSync(join(this.dir, 'dockerd.log'), 'utf8'), 1500);
+    } catch {
+      return '';
+    }
+  }
+
+  async containersLeft(): Promise<string[]> {
+    if (!this.proc?.pid || !pidAlive(this.proc.pid)) return [];
+    const c = this.command(['ps', '-aq']);
+    const r = await run(c.file, c.args, { env: c.env });
+    return r.stdout
+      .split('\n')
+      .filter(Boolean)
+      .map((id) => `docker: container ${id}`);
+  }
+
+  async stop(): Promise<string[]> {
+    if (this.stopped) return [];
+    this.stopped = true;
+    const left: string[] = [];
+    const p = this.proc;
+    if (p?.pid !== undefined && p.exitCode === null && p.signalCode === null) {
+      const ids = (await this.containersLeft()).map((l) => l.split(' ').pop() ?? '');
+      if (ids.length > 0) {
+        const c = this.command(['rm', '-f', ...ids]);
+        await run(c.file, c.args, { env: c.env, timeoutMs: 120_000 });
+      }
+      const exited = new Promise((r) => p.once('exit', r));
+      p.kill('SIGTERM');
+      const t = await Promise.race([exited.then(() => 'exited'), sleep(30_000, 'timeout')]);
+      if (t === 'timeout') {
+        left.push(`dockerd did not stop in 30 s: killed`);
+        p.kill('SIGKILL');
+        await exited;
+      }
+    }
+    // containerd and shims started by this dockerd carry its exec root on their command line.
+    left.push(...killMatching(join(this.dir, 'exec'), 'process').map((l) => `docker: ${l}`));
+    await sleep(100);
+    left.push(...(await unmountAll(this.dir)).map((l) => `docker: ${l}`));
+    if (mountsUnder(this.dir).length === 0) await rm(this.dir, { recursive: true, force: true });
+    for (const g of [...sweepCgroups(DOCKER_CGROUP), ...this.group.remove()]) {
+      left.push(`docker: cgroup still busy: ${g}`);
+    }
+    left.push(...(await this.traces.remove()).map((l) => `${this.name}: ${l}`));
+    return left;
+  }
+
+  info(): Record<string, unknown> {
+    return { version: this.version, cli: this.cliPath, dir: this.dir };
+  }
+}
+
+// ---- podman ----
+
+class PodmanPeer implements Peer {
+  readonly name = 'podman' as const;
+  readonly image = PEER_IMAGE;
+  readonly dir: string;
+  version = 'unknown';
+  runFlags: string[] = [];
+  private readonly bin: string;
+  private readonly traces: HostTraces;
+  private stopped = false;
+
+  constructor(dir: string, bin: string, traces: HostTraces) {
+    this.dir = dir;
+    this.bin = bin;
+    this.traces = traces;
+  }
+
+  private get globals(): string[] {
+    return [
+      '--root',
+      join(this.dir, 'root'),
+      '--runroot',
+      join(this.dir, 'run'),
+      '--tmpdir',
+      join(this.dir, 'tmp'),
+      '--runtime',
+      'runc',
+      '--cgroup-manager',
+      'cgroupfs',
+      '--events-backend',
+      'file',
+    ];
+  }
+
+  command(args: readonly string[]) {
+    const env = { ...process.env, CONTAINERS_CONF: join(this.dir, 'containers.conf') };
+    return { file: this.bin, args: [...this.globals, ...args], env };
+  }
+
+  // k8s-file in podman 4 has a max-size that truncates and no max-file: no limits given.
+  logFlags(_l: LogLimits): string[] {
+    return [];
+  }
+
+  // podman wait polls (250 ms by default): poll often, so the wait ends soon after the exit.
+  waitArgs(id: string): string[] {
+    return ['wait', '--interval', '20ms', id];
+  }
+
+  rmArgs(ids: readonly string[]): string[] {
+    return ['rm', '-f', '-t', '0', ...ids];
+  }
+
+  agents(): ProcRef[] {
+    return [];
+  }
+
+  // Every process in the conmon group: the conmons, and their exit commands while they run.
+  helpers(): ProcRef[] {
+    let pids: number[];
+    try {
+      pids = readFileSync(join(cpuGroupDir(`${PODMAN_CGROUP}/conmon`), 'cgroup.procs'), 'utf8')
+        .split('\n')
+        .filter(Boolean)
+        .map(Number);
+    } catch {
+      return [];
+    }
+    return pids.map((pid) => ({ name: procName(pid) ?? 'conmon', pid }));
+  }
+
+  // podman moves each conmon into <cgroup-parent>/conmon before it starts runc; its exit
+  // command (podman container cleanup) runs there too.
+  helperCpuNs(): number {
+    return cgroupCpuNs(`${PODMAN_CGROUP}/conmon`);
+  }
+
+  async start(tar: string, signal: AbortSignal): Promise<void> {
+    const nofile = hostLimit('Max open files');
+    const conf = [
+      '[containers]',
+      'log_driver = "k8s-file"',
+      '[network]',
+      `network_config_dir = "${join(this.dir, 'networks')}"`,
+      '[engine]',
+      `tmp_dir = "${join(this.dir, 'tmp')}"`,
+      'events_logger = "file"',
+      'runtime = "runc"',
+      'cgroup_manager = "cgroupfs"',
+      '',
+    ].join('\n');
+    await writeFile(join(this.dir, 'containers.conf'), conf);
+    const v = this.command(['version', '--format', '{{.Client.Version}}']);
+    this.version = (await runOk(v.file, v.args, { env: v.env })).stdout.trim();
+    signal.throwIfAborted();
+    const imp = this.command(['import', tar, PEER_IMAGE]);
+    await runOk(imp.file, imp.args, { env: imp.env, timeoutMs: 120_000 });
+    // podman asks runc for nofile and nproc limits of 1048576 unless told otherwise, and
+    // this host cannot raise them: ask for what podman's own processes have. The hard
+    // nproc podman's children inherit is not always the shell's: try from the highest.
+    const nprocs = [
+      ...new Set(
+        [hostLimit('Max processes'), 32768, 4096].filter((n) => n <= hostLimit('Max processes')),
+      ),
+    ];
+    let why = '';
+    for (const nproc of nprocs) {
+      signal.throwIfAborted();
+      const flags = [
+        '--network',
+        'none',
+        '--cgroup-parent',
+        `/${PODMAN_CGROUP}`,
+        '--log-driver',
+        'k8s-file',
+        '--ulimit',
+        `nofile=${nofile}:${nofile}`,
+        '--ulimit',
+        `nproc=${nproc}:${nproc}`,
+      ];
+      const c = this.command(['run', '--rm', ...flags, PEER_IMAGE, 'true']);
+      const r = await run(c.file, c.args, { env: c.env, timeoutMs: 60_000 });
+      if (r.code === 0) {
+        this.runFlags = flags;
+        return;
+      }
+      why = tail(r.stderr);
+    }
+    throw new Error(`podman cannot run a container here: ${why}`);
+  }
+
+  async containersLeft(): Promise<string[]> {
+    if (!existsSync(join(this.dir, 'root'))) return [];
+    const c = this.command(['ps', '-aq']);
+    const r = await run(c.file, c.args, { env: c.env });
+    return r.stdout
+      .split('\n')
+      .filter(Boolean)
+      .map((id) => `podman: container ${id}`);
+  }
+
+  async stop(): Promise<string[]> {
+    if (this.stopped) return [];
+    this.stopped = true;
+    const left: string[] = [];
+    if (existsSync(join(this.dir, 'root'))) {
+      const rmAll = this.command(['rm', '-af', '-t', '0']);
+      await run(rmAll.file, rmAll.args, { env: rmAll.env, timeoutMs: 120_000 });
+      // Removes containers, images and the storage (only this run's: --root, --runroot).
+      const reset = this.command(['system', 'reset', '-f']);
+      const r = await run(reset.file, reset.args, { env: reset.env, timeoutMs: 120_000 });
+      if (r.code !== 0) left.push(`podman: system reset failed: ${tail(r.stderr, 300)}`);
+    }
+    left.push(...killMatching(this.dir, 'process').map((l) => `podman: ${l}`));
+    left.push(...(await unmountAll(this.dir)).map((l) => `podman: ${l}`));
+    if (mountsUnder(this.dir).length === 0) await rm(this.dir, { recursive: true, force: true });
+    for (const g of sweepCgroups(PODMAN_CGROUP)) left.push(`podman: cgroup still busy: ${g}`);
+    left.push(...(await this.traces.remove()).map((l) => `${this.name}: ${l}`));
+    return left;
+  }
+
+  info(): Record<string, unknown> {
+    return { version: this.version, runFlags: this.runFlags, dir: this.dir };
+  }
+}
+
+// ---- set-up of the selected peers ----
+
+export interface PeerSet {
+  readonly peers: Peer[];
+  // Peers that could not be set up, and why.
+  readonly skipped: Map<PeerName, string>;
+  stop(): Promise<string[]>;
+}
+
+export async function setupPeers(
+  names: readonly PeerName[],
+  signal: AbortSignal,
+  log: (m: string) => void,
+): Promise<PeerSet> {
+  const peers: Peer[] = [];
+  const skipped = await ensureInstalled(names, log);
+  const dirs: string[] = [];
+  const set: PeerSet = {
+    peers,
+    skipped,
+    async stop() {
+      const left: string[] = [];
+      for (const p of peers.splice(0)) {
+        log(`stopping ${p.name}`);
+        left.push(...(await p.containersLeft()));
+        left.push(
+          ...(await p.stop().catch((e: unknown) => [`${p.name}: stop failed: ${String(e)}`])),
+        );
+      }
+      for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true });
+      return left;
+    },
+  };
+  const wanted = names.filter((n) => !skipped.has(n));
+  if (wanted.length === 0) return set;
+  const shared = await mkdtemp('/tmp/bb-peers-');
+  dirs.push(shared);
+  const tar = await busyboxTar(shared);
+  for (const name of wanted) {
+    if (signal.aborted) break;
+    // Short paths: the sockets of the daemon and of containerd live under the directory.
+    const dir = await mkdtemp(`/tmp/bb-${name}-`);
+    let peer: Peer & { start(tar: string, signal: AbortSignal): Promise<void> };
+    if (name === 'docker') {
+      const traces = new HostTraces(HOST_TRACES.docker);
+      const group = CpuGroup.create(DOCKER_AGENT_CGROUP);
+      peer = new DockerPeer(dir, group, traces);
+    } else {
+      const traces = new HostTraces(HOST_TRACES.podman);
+      peer = new PodmanPeer(dir, which('podman') ?? 'podman', traces);
+    }
+    log(`setting up ${name} in ${dir}`);
+    try {
+      await mkdir(dir, { recursive: true });
+      await peer.start(tar, signal);
+      peers.push(peer);
+      log(`${name} ${peer.version} ready`);
+    } catch (e) {
+      const why = signal.aborted ? 'interrupted' : e instanceof Error ? e.message : String(e);
+      skipped.set(name, why);
+      const left = await peer.stop().catch((err: unknown) => [String(err)]);
+      if (left.length > 0) skipped.set(name, `${why}; left behind: ${left.join('; ')}`);
+    }
+  }
+  return set;
+}

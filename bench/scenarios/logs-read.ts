@@ -1,0 +1,201 @@
+// logs-read: reading a container's log history back through each engine's CLI, output to
+// /dev/null: the whole history (~200 MB of output) with berth, docker and podman; then the
+// last 100 lines and the second half (--since a time in the middle) of a ~1 GB history,
+// with berth (and docker's --tail 100). The histories are written once, in set-up, by the
+// log-throughput workload; every read is checked once, untimed, for its size.
+import type { BenchDaemon } from '../lib/berthd.ts';
+import {
+  cli,
+  inspectTimes,
+  printedId,
+  removeAll,
+  startBerth,
+  type Engine,
+} from '../lib/engines.ts';
+import { sweepCgroups } from '../lib/host.ts';
+import { runOk } from '../lib/proc.ts';
+import { CpuGroup, procCpuNs } from '../lib/sysstat.ts';
+import type { BenchContext, Scenario, Subject } from '../lib/types.ts';
+import { limitsFor, logLoad, MB, type LogLoad } from '../lib/workload.ts';
+
+const CGROUP_PARENT = 'berth-bench';
+const CLIENT_GROUP = 'berth-bench-clients';
+const LONG = 30 * 60_000;
+
+const agentCpuNs = (e: Engine) => e.agents().reduce((a, p) => a + (procCpuNs(p.pid) ?? 0), 0);
+
+// Writes a history of `load` and waits for the writer's exit; returns the container id.
+async function history(e: Engine, load: LogLoad, signal: AbortSignal): Promise<string> {
+  const limits = limitsFor(load.bytes);
+  const c = await cli(
+    e,
+    ['create', ...e.runFlags, ...e.logFlags(limits), e.image, 'sh', '-c', load.script],
+    { signal },
+  );
+  const id = printedId(c.stdout);
+  await cli(e, ['start', id], { signal });
+  const w = await cli(e, e.waitArgs(id), { signal, timeoutMs: LONG });
+  if (w.stdout.trim() !== '0') throw new Error(`${e.name}: the writer exited with ${w.stdout}`);
+  const t = await inspectTimes(e, id);
+  if (t.droppedBytes) throw new Error(`${e.name} dropped ${t.droppedBytes} bytes of output`);
+  return id;
+}
+
+export function logsRead(): Scenario {
+  let berth: BenchDaemon | undefined;
+  let clients: CpuGroup | undefined;
+  const notes: string[] = [];
+
+  return {
+    name: 'logs-read',
+    description: 'reading a log history back, output to /dev/null',
+    metrics: [
+      { key: 'ms', label: 'wall ms', better: 'lower', digits: 0 },
+      { key: 'mbps', label: 'MB/s', better: 'higher', digits: 0 },
+      { key: 'agentCpu', label: 'agent CPU s', better: 'lower', digits: 2 },
+      { key: 'cliCpu', label: 'CLI CPU s', better: 'lower', digits: 2 },
+    ],
+    // The untimed size check of each read is the warm-up (it also fills the page cache).
+    schedule: (quick) => (quick ? { runs: 2, warmup: 0 } : { runs: 5, warmup: 0 }),
+
+    async setup(ctx: BenchContext): Promise<readonly Subject[]> {
+      const whole = logLoad(ctx.quick ? 20 * MB : 200 * MB);
+      const big = logLoad(ctx.quick ? 100 * MB : 1000 * MB);
+      const wholeMB = `${(whole.bytes / MB).toFixed(0)} MB`;
+      const bigMB = `${(big.bytes / MB).toFixed(0)} MB`;
+      ctx.log('starting berthd');
+      const b = await startBerth(CGROUP_PARENT);
+      berth = b.d;
+      const cg = CpuGroup.create(CLIENT_GROUP);
+      clients = cg;
+      const subjects: Subject[] = [];
+
+      // A timed read; `bytes` from its untimed check gives the MB/s (NaN: not meaningful).
+      const reader = async (
+        e: Engine,
+        group: string,
+        args: string[],
+        label: string,
+        expect: { bytes?: number; lines?: number },
+        mbps: boolean,
+      ): Promise<{ subject: Subject; bytes: number }> => {
+        const check = await cli(e, args, {
+          signal: ctx.signal,
+          stdout: expect.lines !== undefined ? 'all' : 'count',
+          timeoutMs: LONG,
+        });
+        const got = check.stdoutBytes;
+        if (expect.bytes !== undefined && got !== expect.bytes) {
+          notes.push(`${e.name} ${label}: returned ${got} bytes, ${expect.bytes} written`);
+        }
+        if (expect.lines !== undefined) {
+          const n = check.stdout.split('\n').filter(Boolean).length;
+          if (n !== expect.lines) notes.push(`${e.name} ${label}: ${n} lines, not ${expect.lines}`);
+        }
+        const subject: Subject = {
+          name: e.name,
+          label: `${e.name} ${label}`,
+          role: e.name === 'berth' ? 'subject' : 'peer',
+          group,
+          async sample(signal) {
+            const c = e.command(args);
+            const w = cg.wrap(c.file, c.args);
+            const agents0 = agentCpuNs(e);
+            const cli0 = cg.usageNs();
+            const r = await runOk(w.file, w.args, {
+              env: c.env,
+              signal,
+              stdout: 'ignore',
+              timeoutMs: LONG,
+            });
+            const agentCpu = (agentCpuNs(e) - agents0) / 1e9;
+            return {
+              values: {
+                ms: r.ms,
+                mbps: mbps ? got / MB / (r.ms / 1000) : NaN,
+                agentCpu: e.agents().length > 0 ? agentCpu : NaN,
+                cliCpu: (cg.usageNs() - cli0) / 1e9,
+              },
+            };
+          },
+        };
+        return { subject, bytes: got };
+      };
+
+      const engines = [b.e, ...ctx.peers];
+      for (const e of engines) {
+        ctx.log(`${e.name}: writing a ${wholeMB} history`);
+        const id = await history(e, whole, ctx.signal);
+        const r = await reader(
+          e,
+          wholeMB,
+          ['logs', id],
+          `logs (${wholeMB})`,
+          { bytes: whole.bytes },
+          true,
+        );
+        subjects.push(r.subject);
+      }
+      const docker = ctx.peers.find((p) => p.name === 'docker');
+      for (const e of docker ? [b.e, docker] : [b.e]) {
+        ctx.log(`${e.name}: writing a ${bigMB} history`);
+        const id = await history(e, big, ctx.signal);
+        const tail = await reader(
+          e,
+          `tail, ${bigMB}`,
+          ['logs', '--tail', '100', id],
+          `logs --tail 100 (${bigMB})`,
+          { lines: 100 },
+          false,
+        );
+        subjects.push(tail.subject);
+        if (e.name !== 'berth') continue;
+        const t = await inspectTimes(e, id);
+        const mid = new Date((t.startedAt + t.finishedAt) / 2).toISOString();
+        const since = await reader(
+          e,
+          `since, ${bigMB}`,
+          ['logs', '--since', mid, id],
+          `logs --since <middle> (${bigMB})`,
+          {},
+          true,
+        );
+        subjects.push(since.subject);
+        notes.push(
+          `--since <middle>: ${mid}, halfway between start and exit; it returns ` +
+            `${(since.bytes / MB).toFixed(0)} MB of ${bigMB}`,
+        );
+      }
+      notes.push(
+        'MB/s: output bytes returned per second; logs are read from the page cache ' +
+          '(each read is done once, untimed, before the timed runs)',
+        'agent CPU: berthd | dockerd + containerd during the read; CLI CPU: the logs process ' +
+          '(podman reads the files itself); any berth command costs ~0.1 s of Node start-up',
+        'berth and docker histories kept whole by max-size=100m and enough max-file; podman: one k8s-file',
+      );
+      return subjects;
+    },
+
+    async teardown(ctx: BenchContext): Promise<string[]> {
+      const left: string[] = [];
+      for (const p of ctx.peers) await removeAll(p);
+      if (berth) {
+        const d = berth;
+        berth = undefined;
+        const ps = await d.cli(['ps', '-a', '-q'], { stdout: 'all' });
+        const ids = ps.stdout.split('\n').filter(Boolean);
+        if (ids.length > 0) await d.cli(['rm', '-f', ...ids]);
+        left.push(...d.leftovers().map((l) => `berth: ${l}`));
+        left.push(...(await d.stop()).map((l) => `berth teardown: ${l}`));
+      }
+      for (const g of sweepCgroups(CGROUP_PARENT)) left.push(`cgroup still busy: ${g}`);
+      if (clients) {
+        for (const g of clients.remove()) left.push(`cgroup still busy: ${g}`);
+        clients = undefined;
+      }
+      return left;
+    },
+
+    notes: () => notes,
+  };
+}

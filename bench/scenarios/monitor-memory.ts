@@ -1,0 +1,130 @@
+// monitor-memory: what an idle container costs on the host outside the container. N idle
+// containers (`sleep 3600`) are started one after the other; once settled, the RSS and PSS
+// (from /proc/<pid>/smaps_rollup; PSS shares each shared page among the processes mapping
+// it) of every per-container helper process is read: berth-monitor, containerd-shim-runc-v2
+// (docker), conmon (podman); and the RSS of the engine's agent before, with the N running,
+// and after they are removed: berthd; dockerd + containerd; podman has no daemon.
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { BenchDaemon } from '../lib/berthd.ts';
+import { cli, printedId, removeAll, startBerth, type Engine } from '../lib/engines.ts';
+import { sweepCgroups } from '../lib/host.ts';
+import { waitUntil } from '../lib/proc.ts';
+import { procMem } from '../lib/sysstat.ts';
+import type { BenchContext, Measured, Scenario, Subject } from '../lib/types.ts';
+
+const CGROUP_PARENT = 'berth-bench';
+const SETTLE_MS = 2000;
+
+function agentRss(e: Engine): { total: number; each: Record<string, number> } {
+  const each: Record<string, number> = {};
+  for (const a of e.agents()) each[a.name] = (each[a.name] ?? 0) + (procMem(a.pid)?.rssKiB ?? 0);
+  return { total: Object.values(each).reduce((x, y) => x + y, 0) / 1024, each };
+}
+
+export function monitorMemory(): Scenario {
+  let berth: BenchDaemon | undefined;
+  const notes: string[] = [];
+
+  return {
+    name: 'monitor-memory',
+    description: 'memory outside the container of idle containers (sleep 3600)',
+    metrics: [
+      { key: 'pss', label: 'PSS KiB/ctr', better: 'lower', digits: 0 },
+      { key: 'rss', label: 'RSS KiB/ctr', better: 'lower', digits: 0 },
+      { key: 'procs', label: 'procs/ctr', better: 'lower', digits: 2, compare: false },
+      { key: 'agent', label: 'agent RSS MiB', better: 'lower', digits: 1 },
+      { key: 'growth', label: 'agent +MiB running', better: 'lower', digits: 1, compare: false },
+      { key: 'after', label: 'agent +MiB after rm', better: 'lower', digits: 1, compare: false },
+      { key: 'runMs', label: 'run -d ms', better: 'lower', digits: 0 },
+    ],
+    schedule: (quick) => (quick ? { runs: 1, warmup: 0 } : { runs: 3, warmup: 0 }),
+
+    async setup(ctx: BenchContext): Promise<readonly Subject[]> {
+      const n = ctx.quick ? 10 : 50;
+      ctx.log('starting berthd');
+      const b = await startBerth(CGROUP_PARENT);
+      berth = b.d;
+
+      const sample = async (e: Engine, signal: AbortSignal): Promise<Measured> => {
+        const ids: string[] = [];
+        try {
+          await sleep(SETTLE_MS);
+          const before = agentRss(e);
+          const t0 = process.hrtime.bigint();
+          for (let i = 0; i < n; i++) {
+            const r = await cli(e, ['run', '-d', ...e.runFlags, e.image, 'sleep', '3600'], {
+              signal,
+            });
+            ids.push(printedId(r.stdout));
+          }
+          const runMs = Number(process.hrtime.bigint() - t0) / 1e6 / n;
+          await sleep(SETTLE_MS);
+          const helpers = e.helpers().map((h) => ({ ...h, ...procMem(h.pid) }));
+          if (helpers.length < n) {
+            notes.push(`${e.name}: ${helpers.length} helper processes for ${n} containers`);
+          }
+          const sum = (k: 'rssKiB' | 'pssKiB') => helpers.reduce((a, h) => a + (h[k] ?? 0), 0);
+          const during = agentRss(e);
+          await cli(e, e.rmArgs(ids), { signal, timeoutMs: 10 * 60_000 });
+          ids.length = 0;
+          await waitUntil(() => e.helpers().length === 0, 30_000);
+          await sleep(SETTLE_MS);
+          const after = agentRss(e);
+          const hasAgent = e.agents().length > 0;
+          return {
+            values: {
+              pss: sum('pssKiB') / n,
+              rss: sum('rssKiB') / n,
+              procs: helpers.length / n,
+              agent: hasAgent ? before.total : NaN,
+              growth: hasAgent ? during.total - before.total : NaN,
+              after: hasAgent ? after.total - before.total : NaN,
+              runMs,
+            },
+            detail: {
+              helpers,
+              agentKiB: { before: before.each, during: during.each, after: after.each },
+            },
+          };
+        } finally {
+          if (ids.length > 0)
+            await cli(e, e.rmArgs(ids), { timeoutMs: 600_000 }).catch(() => undefined);
+        }
+      };
+
+      notes.push(
+        `${n} containers per round; per-container values are the sums over all helper ` +
+          'processes divided by the number of containers; agent RSS before the round, then ' +
+          `growth with the ${n} running and after their removal (${SETTLE_MS} ms settling each)`,
+      );
+      return [b.e, ...ctx.peers].map((e) => ({
+        name: e.name,
+        label: `${e.name} run -d ${e.image} sleep 3600 (x${n})`,
+        role: e.name === 'berth' ? 'subject' : 'peer',
+        sample: (signal) => sample(e, signal),
+      }));
+    },
+
+    async teardown(ctx: BenchContext): Promise<string[]> {
+      const left: string[] = [];
+      for (const p of ctx.peers) {
+        for (const id of await removeAll(p)) left.push(`${p.name}: container ${id}`);
+      }
+      if (berth) {
+        const d = berth;
+        berth = undefined;
+        const ps = await d.cli(['ps', '-a', '-q'], { stdout: 'all' });
+        const ids = ps.stdout.split('\n').filter(Boolean);
+        for (const id of ids) left.push(`berth: container ${id}`);
+        if (ids.length > 0) await d.cli(['rm', '-f', ...ids]);
+        await waitUntil(() => d.leftovers().length === 0, 10_000);
+        left.push(...d.leftovers().map((l) => `berth: ${l}`));
+        left.push(...(await d.stop()).map((l) => `berth teardown: ${l}`));
+      }
+      for (const g of sweepCgroups(CGROUP_PARENT)) left.push(`cgroup still busy: ${g}`);
+      return left;
+    },
+
+    notes: () => notes,
+  };
+}
