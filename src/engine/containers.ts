@@ -31,6 +31,7 @@ import { BerthError, errorMessage, invalid } from '../util/errors.ts';
 import { ID_PATTERN, NAME_PATTERN, newId } from '../util/ids.ts';
 import { findProcesses, hardNofile, processMatches } from '../util/proc.ts';
 import { parseSignal } from '../util/signals.ts';
+import { toLogTime } from '../util/time.ts';
 import type { Logger } from '../util/logger.ts';
 import type { EventBus } from './events.ts';
 import type { ImageService } from './images.ts';
@@ -213,7 +214,7 @@ export class ContainerEngine {
       id,
       name: '',
       config,
-      createdAt: new Date().toISOString(),
+      createdAt: toLogTime(Date.now()),
       state: 'created',
       pid: 0,
       monitorPid: 0,
@@ -303,7 +304,7 @@ export class ContainerEngine {
           state: 'running',
           pid: started.pid,
           monitorPid: started.monitorPid,
-          startedAt: startedAt.toISOString(),
+          startedAt: toLogTime(startedAt.getTime()),
           finishedAt: '',
           exitCode: 0,
           signal: 0,
@@ -454,7 +455,7 @@ export class ContainerEngine {
         exitCode,
         signal: exit?.signal ?? 9,
         oomKilled: exit?.oomKilled ?? false,
-        finishedAt: exit?.finishedAt ?? finishedAt.toISOString(),
+        finishedAt: exit?.finishedAt ?? toLogTime(finishedAt.getTime()),
         error: exit ? '' : 'monitor lost',
       });
       if (!exit) {
