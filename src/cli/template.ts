@@ -30,7 +30,9 @@ function render(v: Value): string {
   if (v === undefined || v === null) return '<no value>';
   if (Array.isArray(v)) return `[${v.map(render).join(' ')}]`;
   if (typeof v === 'object') {
+    // Go prints a map with its keys sorted.
     return `map[${Object.entries(v as Record<string, Value>)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
       .map(([k, x]) => `${k}:${render(x)}`)
       .join(' ')}]`;
   }
