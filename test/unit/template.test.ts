@@ -32,7 +32,7 @@ describe('parseTemplate rendering', () => {
 
   it('renders arrays and maps the way Go prints them', () => {
     assert.equal(r('{{.Names}}'), '[web front]');
-    assert.equal(r('{{.State}}'), 'map[Pid:42 Status:running Health:<no value>]');
+    assert.equal(r('{{.State}}'), 'map[Health:<no value> Pid:42 Status:running]');
   });
 
   it('renders `.` as the whole value', () => {
