@@ -1,7 +1,7 @@
 // A container's log files, as berth-monitor names them: the live file, and rotated files
 // `<live>.<seq>` (or `.<seq>.gz` once compressed) whose sequence only grows. Nothing is
 // ever renamed twice, so a reader or the compressor never sees a file change name.
-import { readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 
 export interface LogFile {
@@ -42,7 +42,9 @@ export function listLogFiles(livePath: string): LogFile[] {
   const rotated = [...bySeq.values()].sort((a, b) => a.seq - b.seq);
   const next = (rotated[rotated.length - 1]?.seq ?? 0) + 1;
   const files = rotated;
-  if (names.includes(base)) files.push({ path: livePath, seq: next, gz: false, live: true });
+  // A directory listing can miss an entry renamed while it is read; ask by name.
+  if (names.includes(base) || existsSync(livePath))
+    files.push({ path: livePath, seq: next, gz: false, live: true });
   return files;
 }
 

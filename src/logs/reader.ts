@@ -2,7 +2,7 @@
 // batches: the inner loop is synchronous over a large buffer, so a whole history streams
 // at disk speed. Partial records (P) are joined with the record that ends their line.
 import { open, readFile, stat, type FileHandle } from 'node:fs/promises';
-import { watch, type FSWatcher } from 'node:fs';
+import { existsSync, watch, type FSWatcher } from 'node:fs';
 import { dirname } from 'node:path';
 import { gunzip } from 'node:zlib';
 import { promisify } from 'node:util';
@@ -292,7 +292,15 @@ export async function* readLog(livePath: string, o: ReadOptions = {}): AsyncGene
     for (;;) {
       // The file with the next sequence number, or the first after it (if retention
       // removed it meanwhile, its lines are gone: go on with what is kept).
-      const f = files.find((x) => x.seq >= nextSeq);
+      let f = files.find((x) => x.seq >= nextSeq);
+      if (f && f.seq > nextSeq) {
+        // A listing taken while the compressor renamed .N to .N.gz can show neither;
+        // look the file up by name before taking it for pruned.
+        const plain = `${livePath}.${nextSeq}`;
+        if (existsSync(plain)) f = { path: plain, seq: nextSeq, gz: false, live: false };
+        else if (existsSync(`${plain}.gz`))
+          f = { path: `${plain}.gz`, seq: nextSeq, gz: true, live: false };
+      }
       if (!f) {
         if (!o.follow || followDone || o.signal?.aborted) return;
         await nap(200);
@@ -318,10 +326,13 @@ export async function* readLog(livePath: string, o: ReadOptions = {}): AsyncGene
         continue;
       }
       try {
-        // A rotation between listing and opening would give us a later file than f.
-        files = listLogFiles(livePath);
-        const now = files.find((x) => x.live);
-        if (!now || now.seq !== f.seq) continue;
+        // The live file is f.seq only while no rotated file has that number: a rotation
+        // between listing and opening (or a listing torn by one) would have us read a
+        // later file under f's number. Looked up by name, not by another listing.
+        if (existsSync(`${livePath}.${f.seq}`) || existsSync(`${livePath}.${f.seq}.gz`)) {
+          files = listLogFiles(livePath);
+          continue;
+        }
         const ino = (await fh.stat()).ino;
         let pos = from;
         if (o.since !== undefined && pos === 0)
