@@ -1,8 +1,9 @@
 // Entry point of bin/berth. `berth daemon` loads the daemon (fastify, sqlite, engine);
 // every other verb loads only the CLI and client, so a CLI call starts fast.
-import { enableCompileCache } from 'node:module';
+import * as nodeModule from 'node:module';
 
-enableCompileCache?.();
+// Caches compiled code between CLI runs (Node 22.1+).
+nodeModule.enableCompileCache?.();
 
 const argv = process.argv;
 const verb = argv.slice(2).find((a) => !a.startsWith('-'));

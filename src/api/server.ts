@@ -38,6 +38,33 @@ const ConsoleSize = Type.Tuple([
   Type.Integer({ minimum: 1, maximum: 65535 }),
 ]);
 
+const ResourcesBody = Type.Object(
+  {
+    memory: Type.Optional(Type.Integer({ minimum: 0 })),
+    memoryReservation: Type.Optional(Type.Integer({ minimum: 0 })),
+    memorySwap: Type.Optional(Type.Integer({ minimum: -1 })),
+    cpus: Type.Optional(Type.Number({ minimum: 0 })),
+    cpuShares: Type.Optional(Type.Integer({ minimum: 0 })),
+    cpusetCpus: Type.Optional(Type.String({ maxLength: 256 })),
+    pidsLimit: Type.Optional(Type.Integer()),
+    blkioWeight: Type.Optional(Type.Integer({ minimum: 0 })),
+    ulimits: Type.Optional(
+      Type.Array(
+        Type.Object(
+          {
+            name: Type.String({ maxLength: 32 }),
+            soft: Type.Integer({ minimum: 0 }),
+            hard: Type.Integer({ minimum: 0 }),
+          },
+          { additionalProperties: false },
+        ),
+        { maxItems: 32 },
+      ),
+    ),
+  },
+  { additionalProperties: false },
+);
+
 const CreateBody = Type.Object(
   {
     image: Type.String({ minLength: 1, maxLength: 512 }),
@@ -63,6 +90,7 @@ const CreateBody = Type.Object(
       }),
     ),
     consoleSize: Type.Optional(ConsoleSize),
+    resources: Type.Optional(ResourcesBody),
   },
   { additionalProperties: false },
 );
@@ -288,6 +316,15 @@ export function buildApi(deps: ApiDeps): { app: FastifyInstance; upgrades: Upgra
       const q = req.query as { h: number; w: number };
       await containers.resize(req.params.id, q.h, q.w);
       return reply.code(200).send();
+    },
+  );
+
+  app.post(
+    '/v1/containers/:id/update',
+    { schema: { params: IdParams, body: ResourcesBody } },
+    async (req: IdReq) => {
+      await containers.update(req.params.id, req.body as Static<typeof ResourcesBody>);
+      return { Warnings: [] };
     },
   );
 

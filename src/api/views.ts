@@ -76,6 +76,7 @@ export function containerInspect(c: ContainerRecord, logPath: string): Record<st
       Paused: false,
       Restarting: false,
       OOMKilled: c.oomKilled,
+      OOMKillCount: c.oomKills,
       Dead: false,
       Pid: running ? c.pid : 0,
       ExitCode: c.exitCode,

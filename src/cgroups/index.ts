@@ -2,6 +2,10 @@
 // one small surface. The root is injected so tests can point it at a fixture tree.
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { readStatsV1, readStatsV2, v1GroupExists, v2GroupExists } from './stats.ts';
+import type { CgroupStats } from './stats.ts';
+
+export type { CgroupStats } from './stats.ts';
 
 export type CgroupVersion = 1 | 2;
 
@@ -9,13 +13,20 @@ export type CgroupVersion = 1 | 2;
 // starts with no cpus or mems and refuses tasks until both are copied down.
 const V1_MONITOR_HIERARCHIES = ['memory', 'cpu', 'cpuacct', 'pids', 'blkio', 'systemd'];
 
+export interface CgroupsOptions {
+  /** Clock ticks per second of v1 cpuacct.stat (sysconf _SC_CLK_TCK); default 100. */
+  readonly userHz?: number;
+}
+
 export class Cgroups {
   readonly root: string;
   readonly version: CgroupVersion;
+  readonly userHz: number;
 
-  constructor(root = '/sys/fs/cgroup') {
+  constructor(root = '/sys/fs/cgroup', opts: CgroupsOptions = {}) {
     this.root = root;
     this.version = existsSync(join(root, 'cgroup.controllers')) ? 2 : 1;
+    this.userHz = opts.userHz ?? 100;
   }
 
   private v1Hierarchies(): string[] {
@@ -77,5 +88,29 @@ export class Cgroups {
     } catch {
       return 0;
     }
+  }
+
+  // A container's resource counters, or undefined when its cgroup does not exist (anymore).
+  // Never throws: a file missing in a group that exists reads as 0 (null for limits).
+  readStats(cgroupsPath: string): CgroupStats | undefined {
+    if (this.version === 2) {
+      return v2GroupExists(this.root, cgroupsPath)
+        ? readStatsV2(this.root, cgroupsPath)
+        : undefined;
+    }
+    return v1GroupExists(this.root, cgroupsPath)
+      ? readStatsV1(this.root, cgroupsPath, { userHz: this.userHz })
+      : undefined;
+  }
+
+  // One sampling pass over many containers; those whose cgroup is gone are left out.
+  readStatsMany(paths: readonly string[]): Map<string, CgroupStats> {
+    const out = new Map<string, CgroupStats>();
+    for (const p of paths) {
+      if (out.has(p)) continue;
+      const s = this.readStats(p);
+      if (s !== undefined) out.set(p, s);
+    }
+    return out;
   }
 }

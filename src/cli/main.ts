@@ -4,7 +4,9 @@
 import { createReadStream, readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { BerthClient, DEFAULT_HOST } from '../client/index.ts';
-import type { ContainerSummary, CreateContainerRequest } from '../types/api.ts';
+import type { ContainerSummary, CreateContainerRequest, ResourcesRequest } from '../types/api.ts';
+import { parseSize } from '../util/size.ts';
+import { parseUlimit } from '../util/ulimit.ts';
 import { BerthError, errorMessage } from '../util/errors.ts';
 import { formatItems, table, truncate } from './output.ts';
 import { initialResize, pumpStream } from './streams.ts';
@@ -76,7 +78,7 @@ function parseLabels(values: string[]): Record<string, string> {
   return out;
 }
 
-interface CreateFlags {
+interface CreateFlags extends LimitFlags {
   name?: string;
   env: string[];
   envFile: string[];
@@ -92,6 +94,7 @@ interface CreateFlags {
   stopSignal?: string;
   stopTimeout?: string;
   logOpt: string[];
+  ulimit: string[];
 }
 
 function addCreateOptions(c: Command): Command {
@@ -111,7 +114,51 @@ function addCreateOptions(c: Command): Command {
     .option('--stop-signal <signal>', 'signal to stop the container')
     .option('--stop-timeout <seconds>', 'seconds to wait before SIGKILL on stop')
     .option('--log-opt <key=value>', 'log option: max-size, max-file, compress', collect, [])
+    .option('-m, --memory <bytes>', 'memory limit (like 512m)')
+    .option('--memory-reservation <bytes>', 'memory soft limit')
+    .option('--memory-swap <bytes>', 'memory plus swap limit, or -1 for unlimited swap')
+    .option('--cpus <number>', 'CPUs, like 0.5')
+    .option('-c, --cpu-shares <weight>', 'CPU shares (relative weight)')
+    .option('--cpuset-cpus <list>', 'CPUs to run on, like 0-1')
+    .option('--pids-limit <n>', 'process limit (-1 for unlimited)')
+    .option('--blkio-weight <weight>', 'block I/O weight, 10 to 1000')
+    .option('--ulimit <name=soft[:hard]>', 'an rlimit, like nofile=1024:2048', collect, [])
     .helpOption('--help', 'display help for command');
+}
+
+interface LimitFlags {
+  memory?: string;
+  memoryReservation?: string;
+  memorySwap?: string;
+  cpus?: string;
+  cpuShares?: string;
+  cpusetCpus?: string;
+  pidsLimit?: string;
+  blkioWeight?: string;
+  ulimit?: string[];
+}
+
+function num(v: string, field: string): number {
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isFinite(n))
+    throw new BerthError('INVALID_ARGUMENT', `Invalid ${field}: "${v}" is not a number`, { field });
+  return n;
+}
+
+function limitsRequest(f: LimitFlags): ResourcesRequest | undefined {
+  const r: ResourcesRequest = {};
+  if (f.memory !== undefined) r.memory = parseSize(f.memory, 'memory');
+  if (f.memoryReservation !== undefined)
+    r.memoryReservation = parseSize(f.memoryReservation, 'memory-reservation');
+  if (f.memorySwap !== undefined)
+    r.memorySwap = f.memorySwap === '-1' ? -1 : parseSize(f.memorySwap, 'memory-swap');
+  if (f.cpus !== undefined) r.cpus = num(f.cpus, 'cpus');
+  if (f.cpuShares !== undefined) r.cpuShares = num(f.cpuShares, 'cpu-shares');
+  if (f.cpusetCpus !== undefined) r.cpusetCpus = f.cpusetCpus;
+  if (f.pidsLimit !== undefined) r.pidsLimit = num(f.pidsLimit, 'pids-limit');
+  if (f.blkioWeight !== undefined) r.blkioWeight = num(f.blkioWeight, 'blkio-weight');
+  if (f.ulimit && f.ulimit.length > 0) r.ulimits = f.ulimit.map(parseUlimit);
+  return Object.keys(r).length > 0 ? r : undefined;
 }
 
 function createRequest(image: string, cmd: string[], f: CreateFlags): CreateContainerRequest {
@@ -120,6 +167,8 @@ function createRequest(image: string, cmd: string[], f: CreateFlags): CreateCont
     env: parseEnv(f.env, f.envFile),
     labels: parseLabels(f.label),
   };
+  const limits = limitsRequest(f);
+  if (limits) req.resources = limits;
   if (cmd.length > 0) req.cmd = cmd;
   if (f.name !== undefined) req.name = f.name;
   if (f.workdir !== undefined) req.workdir = f.workdir;
@@ -503,6 +552,32 @@ export function buildProgram(
         );
       },
     );
+
+  program
+    .command('update')
+    .description('Change the limits of containers, running ones in place')
+    .option('-m, --memory <bytes>', 'memory limit (like 512m)')
+    .option('--memory-reservation <bytes>', 'memory soft limit')
+    .option('--memory-swap <bytes>', 'memory plus swap limit, or -1 for unlimited swap')
+    .option('--cpus <number>', 'CPUs, like 0.5')
+    .option('-c, --cpu-shares <weight>', 'CPU shares (relative weight)')
+    .option('--cpuset-cpus <list>', 'CPUs to run on, like 0-1')
+    .option('--pids-limit <n>', 'process limit (-1 for unlimited)')
+    .option('--blkio-weight <weight>', 'block I/O weight, 10 to 1000')
+    .argument('<container...>')
+    .action(async (names: string[], f: LimitFlags) => {
+      const body = limitsRequest(f);
+      if (!body)
+        throw new BerthError(
+          'INVALID_ARGUMENT',
+          'Invalid update: name at least one limit to change',
+          { field: 'update' },
+        );
+      await forEach(names, async (n) => {
+        await client().call('POST', `/v1/containers/${encodeURIComponent(n)}/update`, { body });
+        out(`${n}\n`);
+      });
+    });
 
   program
     .command('top')

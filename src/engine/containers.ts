@@ -18,9 +18,9 @@ import {
   type ExitRecord,
 } from '../runtime/monitor.ts';
 import type { Runc } from '../runtime/runc.ts';
-import { buildSpec, type TmpfsMount } from '../runtime/spec.ts';
+import { buildSpec, linuxResources, type TmpfsMount } from '../runtime/spec.ts';
 import type { Store } from '../store/index.ts';
-import type { CreateContainerRequest, WaitCondition } from '../types/api.ts';
+import type { CreateContainerRequest, ResourcesRequest, WaitCondition } from '../types/api.ts';
 import type {
   ContainerConfig,
   ContainerRecord,
@@ -36,6 +36,7 @@ import type { Logger } from '../util/logger.ts';
 import type { EventBus } from './events.ts';
 import type { ImageService } from './images.ts';
 import { parseLogOpts, type LogService } from './logs.ts';
+import { checkResources, readHostLimits, type HostLimits } from './resources.ts';
 import { assertCan } from './lifecycle.ts';
 import { KeyedMutex } from './mutex.ts';
 import { generateName } from './names.ts';
@@ -92,6 +93,7 @@ export class ContainerEngine {
   private readonly pendingAttach = new Map<string, Set<AttachClient>>();
   private readonly notify = new EventEmitter();
   private readonly nofile = hardNofile();
+  private readonly host: HostLimits = readHostLimits();
   private monitorCgroupProcs: string[] = [];
 
   constructor(
@@ -186,6 +188,7 @@ export class ContainerEngine {
       throw invalid('cmd', 'no command specified and the image has none');
     }
     const log = parseLogOpts(req.logOpts ?? {}, this.logs.defaults);
+    const resources = checkResources(req.resources ?? {}, this.host);
     const user = req.user ?? image.config.user;
     await resolveUser(this.images.rootfs(image.id), user); // fail at create, not at start
 
@@ -208,6 +211,7 @@ export class ContainerEngine {
       stopSignal,
       stopTimeout: req.stopTimeout ?? 10,
       log,
+      resources,
       ...(req.tty && req.consoleSize ? { consoleSize: req.consoleSize } : {}),
     };
     const rec: ContainerRecord = {
@@ -228,6 +232,7 @@ export class ContainerEngine {
       stoppedByUser: false,
       eventsOffset: 0,
       logDroppedBytes: 0,
+      oomKills: 0,
     };
     // Creating a container only writes the store: everything on disk is made at start,
     // so a failed create has nothing to roll back but its row.
@@ -275,6 +280,7 @@ export class ContainerEngine {
         error: '',
         stoppedByUser: false,
         eventsOffset: 0,
+        oomKills: 0,
       }),
     );
     const stateDir = this.stateDir(id);
@@ -385,6 +391,7 @@ export class ContainerEngine {
       tmpfs: this.opts.tmpfs,
       shmSizeBytes: this.opts.shmSizeBytes,
       consoleSize: c.config.consoleSize,
+      resources: c.config.resources,
     });
     await writeFile(join(dir, 'config.json'), JSON.stringify(spec));
     return dir;
@@ -524,11 +531,13 @@ export class ContainerEngine {
     if (offset === c.eventsOffset) return false;
     let rotated = false;
     let dropped = 0;
+    let oomKills = c.oomKills;
     this.store.tx(() => {
       for (const e of events) {
         const { type, time, ...rest } = e;
         if (type === 'log-rotated') rotated = true;
         if (type === 'log-dropped') dropped += Number(rest['bytes']) || 0;
+        if (type === 'oom') oomKills = Math.max(oomKills, Number(rest['oomKills']) || 0);
         const attributes: Record<string, string> = { ...this.attrs(c.config, c.name) };
         for (const [k, v] of Object.entries(rest)) attributes[k] = String(v);
         const at = new Date(time);
@@ -540,6 +549,7 @@ export class ContainerEngine {
       this.store.containers.update(id, {
         eventsOffset: offset,
         logDroppedBytes: c.logDroppedBytes + dropped,
+        oomKills,
       });
     });
     if (rotated) this.logs.onRotated(id, c.config.log);
@@ -751,6 +761,27 @@ export class ContainerEngine {
         'CONTAINER_NOT_RUNNING',
         `Cannot resize container ${c.name}: ${errorMessage(e)}`,
       );
+    });
+  }
+
+  // Changes the limits of a container; a running one is updated in place through runc.
+  update(ref: string, req: ResourcesRequest): Promise<ContainerRecord> {
+    const c = this.resolve(ref);
+    return this.mutex.run(c.id, async () => {
+      const cur = this.get(c.id);
+      const resources = checkResources(req, this.host, cur.config.resources ?? {});
+      if (cur.state === 'running')
+        await this.runc.update(c.id, linuxResources(resources, this.opts.pidsLimit));
+      return this.store.tx(() => {
+        const r = this.store.containers.updateConfig(c.id, { ...cur.config, resources });
+        this.events.append({
+          type: 'container',
+          action: 'update',
+          actorId: c.id,
+          attributes: this.attrs(cur.config, cur.name),
+        });
+        return r;
+      });
     });
   }
 

@@ -121,6 +121,7 @@ export class ExecService {
           terminal: s.req.tty ?? false,
           nofileLimit: this.nofile,
           consoleSize: s.req.consoleSize,
+          ulimits: c.config.resources?.ulimits,
         }),
       ),
     );

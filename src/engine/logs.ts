@@ -24,6 +24,7 @@ import {
 } from '../logs/index.ts';
 import type { ContainerConfig, LogConfig } from '../types/domain.ts';
 import { errorMessage, invalid } from '../util/errors.ts';
+import { parseSize } from '../util/size.ts';
 import type { Logger } from '../util/logger.ts';
 import type { EventBus } from './events.ts';
 import type { Store } from '../store/index.ts';
@@ -44,14 +45,7 @@ interface Meta {
   removedAt?: string;
 }
 
-const SIZE = /^(\d+(?:\.\d+)?)([kmg]?)b?$/i;
-
-export function parseSize(s: string, field: string): number {
-  const m = SIZE.exec(s.trim());
-  if (!m) throw invalid(field, `"${s}" is not a size (like 10m, 512k, 1g)`);
-  const mult = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[(m[2] ?? '').toLowerCase()] ?? 1;
-  return Math.floor(Number(m[1]) * mult);
-}
+export { parseSize };
 
 // Docker's --log-opt keys that mean the same here.
 export function parseLogOpts(

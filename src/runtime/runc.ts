@@ -34,6 +34,13 @@ export class Runc {
     }
   }
 
+  // New cgroup limits for a running container, in the OCI LinuxResources form.
+  async update(id: string, resources: Record<string, unknown>): Promise<void> {
+    await execFile(this.argv('update', '--resources', '-', id), {
+      input: JSON.stringify(resources),
+    });
+  }
+
   async pids(id: string): Promise<number[]> {
     const r = await execFile(this.argv('ps', '--format', 'json', id));
     return JSON.parse(r.stdout || '[]') as number[];

@@ -1,3 +1,5 @@
+import type { Resources, Ulimit } from '../types/domain.ts';
+
 // The OCI runtime spec for a container, built as a pure function of its inputs so the
 // safe defaults are unit-tested without a kernel.
 
@@ -30,6 +32,7 @@ export interface SpecInput {
   readonly nofileLimit: number;
   readonly tmpfs: readonly TmpfsMount[];
   readonly shmSizeBytes: number;
+  readonly resources?: Resources | undefined;
   readonly consoleSize?: readonly [number, number] | undefined;
 }
 
@@ -93,6 +96,7 @@ export interface ProcessInput {
   readonly terminal: boolean;
   readonly nofileLimit: number;
   readonly consoleSize?: readonly [number, number] | undefined;
+  readonly ulimits?: readonly Ulimit[] | undefined;
 }
 
 // Shared by the container's init and by exec'd processes, so an exec never gets more
@@ -111,11 +115,43 @@ export function buildProcess(p: ProcessInput): Record<string, unknown> {
     // The monitor runs at -999 so the kernel never picks it; the container must not inherit that.
     oomScoreAdj: 0,
     noNewPrivileges: true,
-    rlimits: [{ type: 'RLIMIT_NOFILE', hard: p.nofileLimit, soft: p.nofileLimit }],
+    rlimits: rlimits(p.nofileLimit, p.ulimits ?? []),
   };
   if (p.terminal && p.consoleSize)
     proc['consoleSize'] = { height: p.consoleSize[0], width: p.consoleSize[1] };
   return proc;
+}
+
+function rlimits(
+  nofile: number,
+  ulimits: readonly Ulimit[],
+): { type: string; hard: number; soft: number }[] {
+  const out = new Map<string, { type: string; hard: number; soft: number }>();
+  out.set('nofile', { type: 'RLIMIT_NOFILE', hard: nofile, soft: nofile });
+  for (const u of ulimits)
+    out.set(u.name, { type: `RLIMIT_${u.name.toUpperCase()}`, hard: u.hard, soft: u.soft });
+  return [...out.values()];
+}
+
+// The OCI form of a container's cgroup limits (also what `runc update` takes).
+export function linuxResources(r: Resources, defaultPids: number): Record<string, unknown> {
+  const out: Record<string, unknown> = {
+    devices: [{ allow: false, access: 'rwm' }],
+    pids: { limit: r.pidsLimit ?? defaultPids },
+  };
+  const memory: Record<string, number> = {};
+  if (r.memory !== undefined) memory['limit'] = r.memory;
+  if (r.memoryReservation !== undefined) memory['reservation'] = r.memoryReservation;
+  if (r.memorySwap !== undefined) memory['swap'] = r.memorySwap;
+  if (Object.keys(memory).length > 0) out['memory'] = memory;
+  const cpu: Record<string, number | string> = {};
+  if (r.cpuShares !== undefined) cpu['shares'] = r.cpuShares;
+  if (r.cpuQuota !== undefined) cpu['quota'] = r.cpuQuota;
+  if (r.cpuPeriod !== undefined) cpu['period'] = r.cpuPeriod;
+  if (r.cpusetCpus !== undefined) cpu['cpus'] = r.cpusetCpus;
+  if (Object.keys(cpu).length > 0) out['cpu'] = cpu;
+  if (r.blkioWeight !== undefined) out['blockIO'] = { weight: r.blkioWeight };
+  return out;
 }
 
 export function buildSpec(s: SpecInput): OciSpec {
@@ -182,17 +218,14 @@ export function buildSpec(s: SpecInput): OciSpec {
 
   return {
     ociVersion: '1.0.2',
-    process: buildProcess(s),
+    process: buildProcess({ ...s, ulimits: s.resources?.ulimits }),
     root: { path: s.rootfs, readonly: s.readonlyRootfs },
     hostname: s.hostname,
     mounts,
     linux: {
       namespaces,
       cgroupsPath: s.cgroupsPath,
-      resources: {
-        devices: [{ allow: false, access: 'rwm' }],
-        pids: { limit: s.pidsLimit },
-      },
+      resources: linuxResources(s.resources ?? {}, s.pidsLimit),
       maskedPaths: [...MASKED_PATHS],
       readonlyPaths: [...READONLY_PATHS],
     },

@@ -24,6 +24,7 @@ interface Row {
   stopped_by_user: number;
   events_offset: number;
   log_dropped_bytes: number;
+  oom_kills: number;
 }
 
 const COLUMNS: Record<keyof ContainerUpdate, keyof Row> = {
@@ -41,6 +42,7 @@ const COLUMNS: Record<keyof ContainerUpdate, keyof Row> = {
   stoppedByUser: 'stopped_by_user',
   eventsOffset: 'events_offset',
   logDroppedBytes: 'log_dropped_bytes',
+  oomKills: 'oom_kills',
 };
 
 function fromRow(r: Row): ContainerRecord {
@@ -62,6 +64,7 @@ function fromRow(r: Row): ContainerRecord {
     stoppedByUser: r.stopped_by_user !== 0,
     eventsOffset: r.events_offset,
     logDroppedBytes: r.log_dropped_bytes,
+    oomKills: r.oom_kills,
   };
 }
 
@@ -116,6 +119,15 @@ export class ContainerRepo {
     if (sets.length > 0) {
       this.db.db.prepare(`UPDATE containers SET ${sets.join(', ')} WHERE id = ?`).run(...vals, id);
     }
+    const c = this.get(id);
+    if (!c) throw new Error(`container ${id} vanished from the store`);
+    return c;
+  }
+
+  updateConfig(id: string, config: ContainerConfig): ContainerRecord {
+    this.db.db
+      .prepare('UPDATE containers SET config = ? WHERE id = ?')
+      .run(JSON.stringify(config), id);
     const c = this.get(id);
     if (!c) throw new Error(`container ${id} vanished from the store`);
     return c;

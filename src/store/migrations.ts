@@ -44,4 +44,5 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE containers ADD COLUMN events_offset INTEGER NOT NULL DEFAULT 0;
   ALTER TABLE containers ADD COLUMN log_dropped_bytes INTEGER NOT NULL DEFAULT 0;
   `,
+  `ALTER TABLE containers ADD COLUMN oom_kills INTEGER NOT NULL DEFAULT 0;`,
 ];

@@ -18,6 +18,20 @@ export interface CreateContainerRequest {
   stopTimeout?: number;
   consoleSize?: [number, number];
   logOpts?: Record<string, string>;
+  resources?: ResourcesRequest;
+}
+
+// Limits as a client states them; berthd checks them against the host and converts.
+export interface ResourcesRequest {
+  memory?: number;
+  memoryReservation?: number;
+  memorySwap?: number;
+  cpus?: number;
+  cpuShares?: number;
+  cpusetCpus?: string;
+  pidsLimit?: number;
+  blkioWeight?: number;
+  ulimits?: { name: string; soft: number; hard: number }[];
 }
 
 export interface CreateContainerResponse {

@@ -11,6 +11,29 @@ export interface LogConfig {
   readonly compress: boolean;
 }
 
+export interface Ulimit {
+  readonly name: string;
+  readonly soft: number;
+  readonly hard: number;
+}
+
+// Cgroup limits and rlimits, in the units the kernel takes.
+export interface Resources {
+  readonly memory?: number;
+  readonly memoryReservation?: number;
+  // Memory plus swap; -1 for unlimited.
+  readonly memorySwap?: number;
+  // CPU time per period, in microseconds.
+  readonly cpuQuota?: number;
+  readonly cpuPeriod?: number;
+  readonly cpuShares?: number;
+  readonly cpusetCpus?: string;
+  // -1 for unlimited.
+  readonly pidsLimit?: number;
+  readonly blkioWeight?: number;
+  readonly ulimits?: readonly Ulimit[];
+}
+
 export interface ContainerConfig {
   readonly image: string;
   readonly imageId: string;
@@ -28,6 +51,8 @@ export interface ContainerConfig {
   readonly stopSignal: string;
   readonly stopTimeout: number;
   readonly log: LogConfig;
+  // Absent in containers created before limits existed.
+  readonly resources?: Resources;
   // Rows and columns of the client's terminal at create, so the first output is laid out
   // right before any resize can arrive.
   readonly consoleSize?: readonly [number, number];
@@ -53,6 +78,8 @@ export interface ContainerRecord {
   readonly eventsOffset: number;
   // Output the monitor could not write (disk full or stalled), over the container's life.
   readonly logDroppedBytes: number;
+  // OOM kills inside the container's cgroup in its current (or last) run, any process.
+  readonly oomKills: number;
 }
 
 export type ContainerUpdate = Partial<Omit<ContainerRecord, 'id' | 'config' | 'createdAt'>>;

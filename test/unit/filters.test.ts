@@ -48,6 +48,7 @@ function rec(over: Partial<ContainerRecord> & { labels?: Record<string, string> 
     stoppedByUser: false,
     eventsOffset: 0,
     logDroppedBytes: 0,
+    oomKills: 0,
     ...rest,
   };
   return c;

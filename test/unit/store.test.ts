@@ -47,6 +47,7 @@ function rec(id: string, name: string, over: Partial<ContainerRecord> = {}): Con
     stoppedByUser: false,
     eventsOffset: 0,
     logDroppedBytes: 0,
+    oomKills: 0,
     ...over,
   };
 }
