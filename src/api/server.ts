@@ -4,6 +4,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Duplex, Readable } from 'node:stream';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { Type, type Static } from '@sinclair/typebox';
+import type { Registry } from 'prom-client';
 import {
   matchFilters,
   validateFilters,
@@ -13,6 +14,7 @@ import {
   type Filters,
   type ImageService,
   type LogService,
+  type StatsService,
 } from '../engine/index.ts';
 import type { WaitCondition } from '../types/api.ts';
 import { BerthError, invalid } from '../util/errors.ts';
@@ -21,6 +23,7 @@ import { containerInspect, containerSummary, imageSummary } from './views.ts';
 import { errorReply, toBerthError } from './errors.ts';
 import { UpgradeRouter } from './upgrade.ts';
 import { registerLogRoutes } from './logs.ts';
+import { metricsRegistry, registerMetricsRoutes } from './metrics.ts';
 
 export interface ApiDeps {
   readonly containers: ContainerEngine;
@@ -28,6 +31,7 @@ export interface ApiDeps {
   readonly exec: ExecService;
   readonly events: EventBus;
   readonly logs: LogService;
+  readonly stats: StatsService;
   readonly version: string;
 }
 
@@ -123,7 +127,11 @@ const truthy = (v: string | undefined) => v === '1' || v === 'true' || v === 'Tr
 
 type IdReq = FastifyRequest<{ Params: Static<typeof IdParams> }>;
 
-export function buildApi(deps: ApiDeps): { app: FastifyInstance; upgrades: UpgradeRouter } {
+export function buildApi(deps: ApiDeps): {
+  app: FastifyInstance;
+  upgrades: UpgradeRouter;
+  registry: Registry;
+} {
   const { containers, images, exec, events } = deps;
   const app = Fastify({
     logger: false,
@@ -401,6 +409,8 @@ export function buildApi(deps: ApiDeps): { app: FastifyInstance; upgrades: Upgra
   );
 
   registerLogRoutes(app, containers, deps.logs);
+  const registry = metricsRegistry(deps.stats);
+  registerMetricsRoutes(app, containers, deps.stats, registry);
 
   // ---- events ----
 
@@ -476,7 +486,7 @@ export function buildApi(deps: ApiDeps): { app: FastifyInstance; upgrades: Upgra
       sock.end();
     };
   });
-  return { app, upgrades };
+  return { app, upgrades, registry };
 }
 
 function parseFiltersParam(s: string | undefined): Filters {

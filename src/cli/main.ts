@@ -580,6 +580,55 @@ export function buildProgram(
     });
 
   program
+    .command('stats')
+    .description('Live resource use of running containers (CPU, memory, network, block I/O, pids)')
+    .option('--no-stream', 'print the latest sample once and exit')
+    .option('--format <format>', 'table, json, or a Go template')
+    .argument('[container...]')
+    .action(async (names: string[], f: { stream: boolean; format?: string }) => {
+      const api = client();
+      const fetchAll = async (): Promise<StatsView[]> => {
+        if (names.length === 0) return (await api.call<StatsView[]>('GET', '/v1/stats')).data;
+        return Promise.all(
+          names.map(
+            async (n) =>
+              (await api.call<StatsView>('GET', `/v1/containers/${encodeURIComponent(n)}/stats`))
+                .data,
+          ),
+        );
+      };
+      const render = (list: StatsView[]) =>
+        formatItems(list.map(statsRow), f.format ?? '', () =>
+          table([
+            [
+              'CONTAINER ID',
+              'NAME',
+              'CPU %',
+              'MEM USAGE / LIMIT',
+              'MEM %',
+              'NET I/O',
+              'BLOCK I/O',
+              'PIDS',
+            ],
+            ...list.map((s) => {
+              const r = statsRow(s);
+              return [r.ID, r.Name, r.CPUPerc, r.MemUsage, r.MemPerc, r.NetIO, r.BlockIO, r.PIDs];
+            }),
+          ]),
+        );
+      if (!f.stream) {
+        out(render(await fetchAll()));
+        return;
+      }
+      // A top-like view: the sampler in berthd refreshes every second; we redraw with it.
+      for (;;) {
+        const text = render(await fetchAll());
+        out(process.stdout.isTTY ? `\x1b[2J\x1b[H${text}` : text);
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    });
+
+  program
     .command('top')
     .description('Show the processes of a container')
     .argument('<container>')
@@ -827,6 +876,50 @@ async function copyLogStream(res: AsyncIterable<unknown>, framed: boolean): Prom
     await Promise.all(pending);
     pending = [];
   }
+}
+
+interface StatsView {
+  berth: {
+    id: string;
+    name: string;
+    cpuPercent: number;
+    memoryUsage: number;
+    memoryLimit: number;
+    memoryPercent: number;
+    netRxBytes: number;
+    netTxBytes: number;
+    blkReadBytes: number;
+    blkWriteBytes: number;
+    pids: number;
+    restarts: number;
+    oomKills: number;
+  };
+}
+
+// docker stats' columns and template fields.
+function statsRow(v: StatsView) {
+  const s = v.berth;
+  const iec = (n: number) =>
+    n < 1024
+      ? `${n}B`
+      : n < 1024 ** 2
+        ? `${(n / 1024).toFixed(2)}KiB`
+        : n < 1024 ** 3
+          ? `${(n / 1024 ** 2).toFixed(2)}MiB`
+          : `${(n / 1024 ** 3).toFixed(2)}GiB`;
+  return {
+    ID: s.id.slice(0, 12),
+    Container: s.id.slice(0, 12),
+    Name: s.name,
+    CPUPerc: `${s.cpuPercent.toFixed(2)}%`,
+    MemUsage: `${iec(s.memoryUsage)} / ${iec(s.memoryLimit)}`,
+    MemPerc: `${s.memoryPercent.toFixed(2)}%`,
+    NetIO: `${humanSize(s.netRxBytes)} / ${humanSize(s.netTxBytes)}`,
+    BlockIO: `${humanSize(s.blkReadBytes)} / ${humanSize(s.blkWriteBytes)}`,
+    PIDs: String(s.pids),
+    Restarts: s.restarts,
+    OOMKills: s.oomKills,
+  };
 }
 
 function intArg(v: string, field: string): number {

@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import pino from 'pino';
 import { buildApi } from '../api/server.ts';
+import { startMetricsListener } from '../api/metrics.ts';
 import { Cgroups } from '../cgroups/index.ts';
 import {
   ContainerEngine,
@@ -14,6 +15,7 @@ import {
   EventBus,
   ExecService,
   ImageService,
+  StatsService,
   LogService,
   parseLogOpts,
   parseSize,
@@ -42,6 +44,8 @@ export interface DaemonOptions {
   logOpt: string[];
   logHostCap?: string;
   removedLogRetention: string;
+  metricsAddr?: string;
+  statsInterval: string;
 }
 
 export function daemonCommand(): Command {
@@ -66,6 +70,11 @@ export function daemonCommand(): Command {
       '--log-host-cap <size>',
       'cap on all rotated container logs together (default: 10% of the data filesystem)',
     )
+    .option(
+      '--metrics-addr <host:port>',
+      'also serve /metrics on this TCP address (for Prometheus)',
+    )
+    .option('--stats-interval <duration>', 'how often container metrics are sampled', '1s')
     .option(
       '--removed-log-retention <duration>',
       'how long logs of removed containers stay in the journal',
@@ -152,6 +161,14 @@ export async function runDaemon(o: DaemonOptions): Promise<void> {
   });
   const exec = new ExecService(containers, images, runc, o.monitor);
   logs.startJanitor();
+  const statsIntervalMs = parseDurationMs(o.statsInterval);
+  if (statsIntervalMs === undefined || statsIntervalMs < 100) {
+    throw new BerthError(
+      'INVALID_ARGUMENT',
+      `Invalid stats-interval: "${o.statsInterval}" is not a duration of at least 100ms`,
+    );
+  }
+  const stats = new StatsService(cgroups, containers, store, events, log, statsIntervalMs);
   containers.init();
   await images.seedBusybox(o.busybox);
   const t0 = performance.now();
@@ -159,7 +176,15 @@ export async function runDaemon(o: DaemonOptions): Promise<void> {
   log.info({ ...rec, ms: Math.round(performance.now() - t0) }, 'containers reconciled');
 
   const version = process.env['npm_package_version'] ?? '0.1.0';
-  const { app, upgrades } = buildApi({ containers, images, exec, events, logs, version });
+  const { app, upgrades, registry } = buildApi({
+    containers,
+    images,
+    exec,
+    events,
+    logs,
+    stats,
+    version,
+  });
   app.server.on('upgrade', (req, sock, head) => {
     upgrades.handle(req, sock, head).catch((e: unknown) => {
       log.error({ err: errorMessage(e) }, 'upgrade failed');
@@ -169,6 +194,10 @@ export async function runDaemon(o: DaemonOptions): Promise<void> {
   await rm(o.socket, { force: true });
   await mkdir(dirname(o.socket), { recursive: true });
   await app.listen({ path: o.socket });
+  stats.start();
+  const metricsServer = o.metricsAddr
+    ? await startMetricsListener(o.metricsAddr, registry)
+    : undefined;
   await chmod(o.socket, 0o660);
   store.tx(() =>
     events.append({
@@ -196,6 +225,8 @@ export async function runDaemon(o: DaemonOptions): Promise<void> {
         attributes: { signal: sig },
       }),
     );
+    stats.stop();
+    metricsServer?.close();
     containers.detachAll();
     // Hijacked streams (attach, logs -f) would hold close() open forever.
     app.server.closeAllConnections();

@@ -133,6 +133,10 @@ export class ContainerEngine {
     return `/${this.opts.cgroupParent}/${id}`;
   }
 
+  cgroupsPathOf(id: string): string {
+    return this.cgroupsPath(id);
+  }
+
   // ---- lookup ----
 
   resolve(ref: string): ContainerRecord {

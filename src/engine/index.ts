@@ -5,3 +5,4 @@ export { EventBus } from './events.ts';
 export { matchFilters, parseFilterArgs, validateFilters, type Filters } from './filters.ts';
 export { LogService, parseLogOpts, parseSize, type LogPolicy } from './logs.ts';
 export { decodeCursor, type JournalSource, type LogLine, type Stream } from '../logs/index.ts';
+export { StatsService, type ContainerStats } from './stats.ts';
