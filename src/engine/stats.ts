@@ -153,7 +153,7 @@ export class StatsService {
         };
         const old = this.samples.get(c.id);
         this.samples.set(c.id, old ? { prev: old.last, last: s } : { last: s });
-        this.watchMemory(c, cg);
+        this.watchMemory(c, cg, old?.last.cg);
       }),
     );
     for (const id of this.samples.keys()) if (!seen.has(id)) this.samples.delete(id);
@@ -162,7 +162,23 @@ export class StatsService {
 
   // A warning before the OOM killer acts: memory held above 90% of the limit for three
   // samples in a row, once per episode; on cgroup v2 the kernel's own 'high' events too.
-  private watchMemory(c: ContainerRecord, cg: CgroupStats): void {
+  private watchMemory(c: ContainerRecord, cg: CgroupStats, prev: CgroupStats | undefined): void {
+    // cgroup v2 says itself when a group went over memory.high (throttled, not killed).
+    if (prev && cg.memoryHighEvents > prev.memoryHighEvents) {
+      this.store.tx(() =>
+        this.events.append({
+          type: 'container',
+          action: 'memory-high',
+          actorId: c.id,
+          attributes: {
+            name: c.name,
+            image: c.config.image,
+            reason: 'memory.high',
+            events: String(cg.memoryHighEvents),
+          },
+        }),
+      );
+    }
     const limit = cg.memoryLimit;
     const above = limit !== null && cg.memoryUsage > HIGH_SHARE * limit;
     const n = above ? (this.high.get(c.id) ?? 0) + 1 : 0;
@@ -176,6 +192,7 @@ export class StatsService {
           attributes: {
             name: c.name,
             image: c.config.image,
+            reason: 'above 90% of the limit',
             usage: String(cg.memoryUsage),
             limit: String(limit),
           },
