@@ -13,12 +13,14 @@ import { logThroughput } from './scenarios/log-throughput.ts';
 import { logsRead } from './scenarios/logs-read.ts';
 import { monitorMemory } from './scenarios/monitor-memory.ts';
 import { runRm } from './scenarios/run-rm.ts';
+import { statsCost } from './scenarios/stats-cost.ts';
 
 const SCENARIOS: Record<string, ScenarioFactory> = {
   'run-rm': runRm,
   'log-throughput': logThroughput,
   'logs-read': logsRead,
   'monitor-memory': monitorMemory,
+  'stats-cost': statsCost,
 };
 
 const USAGE = `usage: npm run bench -- [--quick] [--runs N] [--warmup N] [--peers LIST] [SCENARIO...]

@@ -40,6 +40,9 @@ export interface Engine {
   // Cumulative CPU time (ns) of the helpers, including exited ones and the short-lived
   // processes they start (runc, podman's clean-up), from a cgroup.
   helperCpuNs(): number;
+  // Cumulative CPU time (ns) of the agents and helpers together, when one cgroup holds them
+  // all (docker): with the agents' own CPU read precisely, it gives the helpers' precisely.
+  groupCpuNs?(): number;
 }
 
 export function cli(

@@ -257,6 +257,10 @@ class DockerPeer implements Peer {
     return total - agents;
   }
 
+  groupCpuNs(): number {
+    return this.group.usageNs();
+  }
+
   async start(tar: string, signal: AbortSignal): Promise<void> {
     const dockerd = which('dockerd');
     if (!dockerd) throw new Error('dockerd not found');

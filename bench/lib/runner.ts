@@ -55,6 +55,13 @@ export interface RunOptions {
 
 const message = (e: unknown) => (e instanceof Error ? e.message : String(e));
 
+// Whether a subject with at most `max` samples takes one in measured round k of `runs`:
+// max of them, evenly spread (5 of 10: rounds 2, 4, 6, 8, 10).
+function takesSample(k: number, runs: number, max: number | undefined): boolean {
+  if (max === undefined || max >= runs) return true;
+  return Math.floor(((k + 1) * max) / runs) > Math.floor((k * max) / runs);
+}
+
 export async function runScenario(
   s: Scenario,
   o: RunOptions,
@@ -80,6 +87,9 @@ export async function runScenario(
   try {
     const subjects = await s.setup(ctx);
     for (const x of subjects) {
+      if (x.maxRuns !== undefined && x.maxRuns < runs) {
+        notes.push(`${x.name} (${x.label}): ${x.maxRuns} of the ${runs} rounds`);
+      }
       acc.push({
         name: x.name,
         label: x.label,
@@ -94,6 +104,7 @@ export async function runScenario(
       for (const [i, x] of subjects.entries()) {
         const a = acc[i];
         if (!a || a.error !== undefined) continue;
+        if (!warm && !takesSample(round - warmup, runs, x.maxRuns)) continue;
         ctx.signal.throwIfAborted();
         let m: Measured;
         try {

@@ -1,6 +1,6 @@
 // What processes cost, read from /proc and from cgroups: CPU time (per process, and per
 // cgroup, which also counts children that have already exited) and memory (RSS, PSS).
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CGROUP_ROOT, cgroupDirs, sweepCgroups } from './host.ts';
 
@@ -24,6 +24,44 @@ export function procCpuNs(pid: number): number | undefined {
   } catch {
     return undefined;
   }
+}
+
+// A process's CPU time read two ways: utime + stime from /proc/<pid>/stat (10 ms ticks,
+// exited threads included) and, per live thread, the scheduler's own runtime in ns from
+// /proc/<pid>/task/<tid>/schedstat.
+export interface CpuReading {
+  readonly statNs: number | undefined;
+  readonly threadNs: ReadonlyMap<number, number> | undefined;
+}
+
+export function readCpu(pid: number): CpuReading {
+  let threadNs: Map<number, number> | undefined = new Map();
+  try {
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      try {
+        const ns = Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+        if (Number.isFinite(ns)) threadNs.set(Number(tid), ns);
+      } catch {
+        /* the thread exited meanwhile: its time is in the next stat reading */
+      }
+    }
+  } catch {
+    threadNs = undefined;
+  }
+  return { statNs: procCpuNs(pid), threadNs: threadNs?.size ? threadNs : undefined };
+}
+
+// CPU used between two readings of one process: to the ns from the threads' runtimes when
+// every thread of the first reading is still there (new ones count in full), else the
+// tick-based difference (an exited thread's time is only in /proc/<pid>/stat).
+export function cpuDelta(a: CpuReading, b: CpuReading): { ns: number; precise: boolean } {
+  const stat = (b.statNs ?? NaN) - (a.statNs ?? NaN);
+  const ta = a.threadNs;
+  const tb = b.threadNs;
+  if (!ta || !tb || [...ta.keys()].some((t) => !tb.has(t))) return { ns: stat, precise: false };
+  let ns = 0;
+  for (const [t, v] of tb) ns += v - (ta.get(t) ?? 0);
+  return { ns, precise: true };
 }
 
 export interface Mem {

@@ -38,6 +38,9 @@ export interface Subject {
   // goes in here too, outside the clock; throwing fails the whole scenario, except for a
   // peer, which is then dropped from the scenario.
   sample(signal: AbortSignal): Promise<number | Measured>;
+  // At most this many measured samples (default: one per round), for a subject whose
+  // samples are slow: taken in rounds spread evenly over the run. Warm-up rounds as usual.
+  readonly maxRuns?: number;
 }
 
 export interface BenchContext {

@@ -2,6 +2,7 @@
 // resume exactly where it stopped. The order is total: (time, container id, file seq,
 // offset), and a cursor is that tuple.
 import { setTimeout as sleepFor } from 'node:timers/promises';
+import { toLogTime } from '../util/time.ts';
 import { readLog, type LogLine, type ReadOptions, type Stream } from './reader.ts';
 
 export interface JournalSource {
@@ -161,7 +162,7 @@ export async function* readJournal(
   const settle = o.settleMs ?? 300;
   for (;;) {
     if (o.signal?.aborted) return;
-    const watermark = new Date(Date.now() - settle).toISOString().replace('Z', '000000Z');
+    const watermark = toLogTime(Date.now() - settle);
     const until = o.until !== undefined && o.until < watermark ? o.until : watermark;
     // Each source resumes after its own last position, so nothing repeats; a source seen
     // for the first time (a new container) is read from `since`.
