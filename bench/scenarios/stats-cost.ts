@@ -1,0 +1,345 @@
+// stats-cost: what resource statistics cost with N idle containers (`sleep 3600`) running.
+// berth: `berth stats --no-stream` (the CLI, all containers), one scrape of /metrics on
+// berthd's socket, and berthd's CPU per second while idle (its sampler reads every running
+// container's cgroup once a second). docker: `docker stats --no-stream` (dockerd asks
+// containerd, which asks every shim, and waits for two samples a second apart), and its
+// daemons and shims while idle; podman likewise (no daemon: the CLI reads the cgroups).
+import { request } from 'node:http';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { BenchDaemon } from '../lib/berthd.ts';
+import { cli, printedId, removeAll, startBerth, type Engine } from '../lib/engines.ts';
+import { sweepCgroups } from '../lib/host.ts';
+import { runOk, waitUntil } from '../lib/proc.ts';
+import { cpuDelta, CpuGroup, readCpu, type CpuReading } from '../lib/sysstat.ts';
+import type { BenchContext, Measured, Scenario, Subject } from '../lib/types.ts';
+
+const CGROUP_PARENT = 'berth-bench';
+const CLIENT_GROUP = 'berth-bench-clients';
+// Samples of the peers' stats calls (docker's takes ~2 s by design) and idle windows.
+const PEER_RUNS = 5;
+// Quiet time before an idle window, so that the previous sample's tail is not in it.
+const SETTLE_MS = 1000;
+// `run -d` calls at a time while starting the containers.
+const START_CONCURRENCY = 4;
+
+// CPU of an engine's host processes at one moment.
+interface Snapshot {
+  readonly agents: { name: string; pid: number; cpu: CpuReading }[];
+  readonly helperNs: number;
+  readonly groupNs: number | undefined;
+}
+
+function snapshot(e: Engine): Snapshot {
+  const agents = e.agents().map((a) => ({ ...a, cpu: readCpu(a.pid) }));
+  return { agents, helperNs: e.helperCpuNs(), groupNs: e.groupCpuNs?.() };
+}
+
+interface Used {
+  // ns; NaN for an engine without agents.
+  readonly agentNs: number;
+  // The same from /proc/<pid>/stat alone (10 ms ticks).
+  readonly agentStatNs: number;
+  readonly helperNs: number;
+  readonly perAgent: Record<string, { ns: number; statNs: number; precise: boolean }>;
+}
+
+function used(e: Engine, a: Snapshot, b: Snapshot): Used {
+  const perAgent: Used['perAgent'] = {};
+  let agentNs = 0;
+  let agentStatNs = 0;
+  for (const x of b.agents) {
+    const before = a.agents.find((y) => y.pid === x.pid);
+    if (!before) continue;
+    const d = cpuDelta(before.cpu, x.cpu);
+    const statNs = (x.cpu.statNs ?? NaN) - (before.cpu.statNs ?? NaN);
+    perAgent[`${x.name} ${x.pid}`] = { ns: d.ns, statNs, precise: d.precise };
+    agentNs += d.ns;
+    agentStatNs += statNs;
+  }
+  const hasAgents = b.agents.length > 0;
+  // docker: one cgroup for daemons and shims; the shims' share is what the daemons did
+  // not use.
+  const helperNs =
+    a.groupNs !== undefined && b.groupNs !== undefined
+      ? b.groupNs - a.groupNs - agentNs
+      : b.helperNs - a.helperNs;
+  return {
+    agentNs: hasAgents ? agentNs : NaN,
+    agentStatNs: hasAgents ? agentStatNs : NaN,
+    helperNs,
+    perAgent,
+  };
+}
+
+const ms = (ns: number) => ns / 1e6;
+
+// Starts n idle containers, a few at a time; returns their ids.
+async function startIdle(e: Engine, n: number, signal: AbortSignal): Promise<string[]> {
+  const ids: string[] = [];
+  let next = 0;
+  const worker = async () => {
+    while (next < n) {
+      next++;
+      const r = await cli(e, ['run', '-d', ...e.runFlags, e.image, 'sleep', '3600'], {
+        signal,
+        timeoutMs: 120_000,
+      });
+      ids.push(printedId(r.stdout));
+    }
+  };
+  await Promise.all(Array.from({ length: START_CONCURRENCY }, worker));
+  return ids;
+}
+
+// Rows of a stats table (the header line excluded).
+const tableRows = (stdout: string) => stdout.split('\n').filter((l) => l.trim() !== '').length - 1;
+
+// One GET /metrics on berthd's unix socket, a new connection as a scraper would make.
+function scrape(socket: string, signal: AbortSignal): Promise<{ ms: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const t0 = process.hrtime.bigint();
+    const req = request({ socketPath: socket, path: '/metrics', agent: false, signal }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (b: Buffer) => chunks.push(b));
+      res.on('error', reject);
+      res.on('end', () => {
+        const elapsed = Number(process.hrtime.bigint() - t0) / 1e6;
+        if (res.statusCode !== 200) reject(new Error(`GET /metrics: HTTP ${res.statusCode}`));
+        else resolve({ ms: elapsed, body: Buffer.concat(chunks).toString() });
+      });
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+// Containers with a series in a scrape.
+function scrapedContainers(body: string): number {
+  const ids = new Set<string>();
+  for (const m of body.matchAll(/^berth_container_cpu_seconds_total\{[^}]*\bid="([^"]+)"/gm)) {
+    ids.add(m[1] ?? '');
+  }
+  return ids.size;
+}
+
+export function statsCost(): Scenario {
+  let berth: BenchDaemon | undefined;
+  let clients: CpuGroup | undefined;
+  const notes: string[] = [];
+
+  return {
+    name: 'stats-cost',
+    description: 'the cost of resource stats with idle containers (sleep 3600) running',
+    metrics: [
+      { key: 'ms', label: 'wall ms', better: 'lower', digits: 1 },
+      { key: 'agentCpu', label: 'agent CPU ms', better: 'lower', digits: 1 },
+      { key: 'helperCpu', label: 'helper CPU ms', better: 'lower', digits: 1 },
+      { key: 'cliCpu', label: 'CLI CPU ms', better: 'lower', digits: 1 },
+      { key: 'totalCpu', label: 'total CPU ms', better: 'lower', digits: 1 },
+      { key: 'idleAgent', label: 'idle agent ms/s', better: 'lower', digits: 2 },
+      { key: 'idleHelper', label: 'idle helper ms/s', better: 'lower', digits: 2 },
+    ],
+    schedule: (quick) => (quick ? { runs: 3, warmup: 1 } : { runs: 10, warmup: 1 }),
+
+    async setup(ctx: BenchContext): Promise<readonly Subject[]> {
+      const n = ctx.quick ? 10 : 100;
+      const idleMs = ctx.quick ? 3000 : 10_000;
+      ctx.log('starting berthd');
+      const b = await startBerth(CGROUP_PARENT);
+      berth = b.d;
+      const d = b.d;
+      const cg = CpuGroup.create(CLIENT_GROUP);
+      clients = cg;
+
+      // `<engine> stats --no-stream`, its CLI in the bench's CPU group; every sample must
+      // list all n containers.
+      const statsCall = async (e: Engine, signal: AbortSignal): Promise<Measured> => {
+        const c = e.command(['stats', '--no-stream']);
+        const w = cg.wrap(c.file, c.args);
+        const s0 = snapshot(e);
+        const cli0 = cg.usageNs();
+        const r = await runOk(w.file, w.args, {
+          env: c.env,
+          signal,
+          stdout: 'all',
+          timeoutMs: 120_000,
+        });
+        const cliNs = cg.usageNs() - cli0;
+        const u = used(e, s0, snapshot(e));
+        const rows = tableRows(r.stdout);
+        if (rows !== n) throw new Error(`${e.name} stats --no-stream listed ${rows} of ${n}`);
+        const agent = Number.isNaN(u.agentNs) ? 0 : u.agentNs;
+        return {
+          values: {
+            ms: r.ms,
+            agentCpu: ms(u.agentNs),
+            helperCpu: ms(u.helperNs),
+            cliCpu: ms(cliNs),
+            totalCpu: ms(agent + u.helperNs + cliNs),
+            idleAgent: NaN,
+            idleHelper: NaN,
+          },
+          detail: { agentStatMs: ms(u.agentStatNs), perAgent: u.perAgent, rows },
+        };
+      };
+
+      const metricsScrape = async (signal: AbortSignal): Promise<Measured> => {
+        const s0 = snapshot(b.e);
+        const self0 = process.cpuUsage();
+        const r = await scrape(d.socket, signal);
+        const self = process.cpuUsage(self0);
+        const u = used(b.e, s0, snapshot(b.e));
+        const containers = scrapedContainers(r.body);
+        if (containers !== n) throw new Error(`/metrics has series for ${containers} of ${n}`);
+        return {
+          values: {
+            ms: r.ms,
+            agentCpu: ms(u.agentNs),
+            helperCpu: ms(u.helperNs),
+            cliCpu: NaN,
+            totalCpu: ms(u.agentNs + u.helperNs),
+            idleAgent: NaN,
+            idleHelper: NaN,
+          },
+          detail: {
+            agentStatMs: ms(u.agentStatNs),
+            perAgent: u.perAgent,
+            bytes: Buffer.byteLength(r.body),
+            lines: r.body.split('\n').length,
+            // The bench's own http client (Node): not counted in the row.
+            clientCpuMs: (self.user + self.system) / 1000,
+          },
+        };
+      };
+
+      // CPU of the agents (from /proc/<pid>/stat) and helpers per second of an idle window.
+      const idle = async (e: Engine, signal: AbortSignal): Promise<Measured> => {
+        await sleep(SETTLE_MS, undefined, { signal });
+        const s0 = snapshot(e);
+        const t0 = process.hrtime.bigint();
+        await sleep(idleMs, undefined, { signal });
+        const s1 = snapshot(e);
+        const secs = Number(process.hrtime.bigint() - t0) / 1e9;
+        const u = used(e, s0, s1);
+        return {
+          values: {
+            ms: NaN,
+            agentCpu: NaN,
+            helperCpu: NaN,
+            cliCpu: NaN,
+            totalCpu: NaN,
+            idleAgent: ms(u.agentStatNs) / secs,
+            idleHelper: ms(u.helperNs) / secs,
+          },
+          detail: {
+            seconds: secs,
+            agentStatMs: ms(u.agentStatNs),
+            agentPreciseMs: ms(u.agentNs),
+            helperMs: ms(u.helperNs),
+            perAgent: u.perAgent,
+          },
+        };
+      };
+
+      ctx.log(`berth: starting ${n} containers`);
+      await startIdle(b.e, n, ctx.signal);
+      // The sampler must have seen them all (a --no-stream call waits for its next pass).
+      let rows = 0;
+      const deadline = Date.now() + 15_000;
+      while (rows !== n && Date.now() < deadline) {
+        rows = tableRows((await d.cliOk(['stats', '--no-stream'], { stdout: 'all' })).stdout);
+        if (rows !== n) await sleep(500, undefined, { signal: ctx.signal });
+      }
+      if (rows !== n) throw new Error(`berth stats --no-stream lists ${rows} of ${n} containers`);
+
+      const peers: Engine[] = [];
+      for (const p of ctx.peers) {
+        try {
+          ctx.log(`${p.name}: starting ${n} containers`);
+          await startIdle(p, n, ctx.signal);
+          peers.push(p);
+        } catch (e) {
+          if (ctx.signal.aborted) throw e;
+          const why = e instanceof Error ? e.message : String(e);
+          notes.push(`${p.name} left out: starting its containers failed: ${why}`);
+          ctx.log(`${p.name}: left out: ${why}`);
+          await removeAll(p);
+        }
+      }
+
+      const group = 'stats --no-stream';
+      const subjects: Subject[] = [
+        {
+          name: 'berth',
+          label: `berth stats --no-stream (${n} ctrs)`,
+          role: 'subject',
+          group,
+          sample: (signal) => statsCall(b.e, signal),
+        },
+        ...peers.map((p): Subject => ({
+          name: p.name,
+          label: `${p.name} stats --no-stream (${n} ctrs)`,
+          role: 'peer',
+          group,
+          maxRuns: PEER_RUNS,
+          sample: (signal) => statsCall(p, signal),
+        })),
+        {
+          name: 'berth',
+          label: `GET /metrics on berthd's socket (${n} ctrs)`,
+          role: 'subject',
+          group: '/metrics',
+          sample: metricsScrape,
+        },
+        ...[b.e, ...peers].map((e): Subject => ({
+          name: e.name,
+          label: `${e.name} idle, ${n} ctrs, ${idleMs / 1000} s`,
+          role: e.name === 'berth' ? 'subject' : 'peer',
+          group: 'idle',
+          ...(e.name === 'berth' ? {} : { maxRuns: PEER_RUNS }),
+          sample: (signal) => idle(e, signal),
+        })),
+      ];
+      notes.push(
+        `${n} containers running in each engine (all engines' at once) throughout`,
+        'agent: berthd | dockerd + containerd, podman none; helper: berth-monitors | ' +
+          "containerd-shims (dockerd's CPU group minus the daemons) | conmons; CLI: the stats " +
+          "process (berth's is Node; podman's reads the cgroups itself); total: their sum",
+        "per call: agents' CPU from the threads' /proc/<pid>/task/*/schedstat (ns), which " +
+          '/proc/<pid>/stat (10 ms ticks, in the JSON) cannot resolve; a call may include ' +
+          "the agent's background work meanwhile (berthd's sampling pass, see idle)",
+        `idle: CPU per second over ${idleMs / 1000} s with nobody asking, after ` +
+          `${SETTLE_MS / 1000} s of quiet; agents from /proc/<pid>/stat`,
+        '/metrics: the client is the bench itself (Node http, a new connection each time): ' +
+          'its CPU is in the JSON, not in the row',
+      );
+      return subjects;
+    },
+
+    async teardown(ctx: BenchContext): Promise<string[]> {
+      const left: string[] = [];
+      for (const p of ctx.peers) {
+        await removeAll(p);
+        for (const id of await removeAll(p)) left.push(`${p.name}: container ${id} not removed`);
+      }
+      if (berth) {
+        const d = berth;
+        berth = undefined;
+        const ps = await d.cli(['ps', '-a', '-q'], { stdout: 'all' });
+        const ids = ps.stdout.split('\n').filter(Boolean);
+        if (ids.length > 0) await d.cli(['rm', '-f', ...ids], { timeoutMs: 600_000 });
+        await waitUntil(() => d.leftovers().length === 0, 30_000);
+        left.push(...d.leftovers().map((l) => `berth: ${l}`));
+        left.push(...(await d.stop()).map((l) => `berth teardown: ${l}`));
+      }
+      for (const g of sweepCgroups(CGROUP_PARENT)) left.push(`cgroup still busy: ${g}`);
+      if (clients) {
+        for (const g of clients.remove()) left.push(`cgroup still busy: ${g}`);
+        clients = undefined;
+      }
+      return left;
+    },
+
+    notes: () => notes,
+  };
+}
