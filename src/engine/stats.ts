@@ -83,9 +83,12 @@ export class StatsService {
   private readonly events: EventBus;
   private readonly log: Logger;
   private readonly intervalMs: number;
-  private readonly samples = new Map<string, { prev?: Sample; last: Sample }>();
+  // Recent samples per container, oldest first: CPU % is taken over about a second even
+  // when the sampler runs faster, so CFS quota periods do not make it jump.
+  private readonly samples = new Map<string, { history: Sample[]; last: Sample }>();
   private readonly high = new Map<string, number>();
   private timer: NodeJS.Timeout | undefined;
+  private lastRead = 0;
   private sampling: Promise<void> | undefined;
   private readonly listeners = new Set<() => void>();
 
@@ -110,11 +113,19 @@ export class StatsService {
       this.sampling = this.sample()
         .catch((e: unknown) => this.log.warn({ err: errorMessage(e) }, 'stats sampling failed'))
         .finally(() => {
-          this.timer = setTimeout(tick, this.intervalMs);
+          // Every interval while someone reads stats or metrics; five times slower when
+          // nobody has for a while (then the sampler only watches memory).
+          const busy = Date.now() - this.lastRead < 30_000;
+          this.timer = setTimeout(tick, busy ? this.intervalMs : this.intervalMs * 5);
           this.timer.unref();
         });
     };
     tick();
+  }
+
+  // Readers say so, and the sampler keeps its full pace for them.
+  touch(): void {
+    this.lastRead = Date.now();
   }
 
   stop(): void {
@@ -152,7 +163,10 @@ export class StatsService {
           monitorRss: rssOf(c.monitorPid),
         };
         const old = this.samples.get(c.id);
-        this.samples.set(c.id, old ? { prev: old.last, last: s } : { last: s });
+        const history = old
+          ? [...old.history, old.last].filter((x) => Number(s.atNs - x.atNs) <= 3e9).slice(-10)
+          : [];
+        this.samples.set(c.id, { history, last: s });
         this.watchMemory(c, cg, old?.last.cg);
       }),
     );
@@ -203,9 +217,12 @@ export class StatsService {
 
   // The latest view of one container (or undefined before its first sample).
   get(c: ContainerRecord): ContainerStats | undefined {
+    this.touch();
     const s = this.samples.get(c.id);
     if (!s) return undefined;
-    const { last, prev } = s;
+    const { last, history } = s;
+    const prev =
+      [...history].reverse().find((x) => Number(last.atNs - x.atNs) >= 1e9) ?? history[0];
     const cg = last.cg;
     let cpuPercent: number;
     if (prev) {

@@ -40,7 +40,13 @@ describe('stats and metrics', () => {
   let metricsPort = 0;
   before(async () => {
     metricsPort = await freePort();
-    d = await TestDaemon.start(['--metrics-addr', `127.0.0.1:${metricsPort}`]);
+    // A fast sampler, so the memory warning's three samples come quickly.
+    d = await TestDaemon.start([
+      '--metrics-addr',
+      `127.0.0.1:${metricsPort}`,
+      '--stats-interval',
+      '300ms',
+    ]);
   });
   after(async () => {
     await d.destroy();
@@ -61,6 +67,8 @@ describe('stats and metrics', () => {
       '-c',
       'while :; do :; done',
     ]);
+    // The sampler slows down while nobody reads stats; a first read brings it back to pace.
+    await d.berthOk(['stats', '--no-stream']);
     await sleep(2500);
     const s = JSON.parse(
       (await d.berthOk(['stats', '--no-stream', '--format', 'json', 'busy'])).trim(),
