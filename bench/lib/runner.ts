@@ -104,7 +104,7 @@ export async function runScenario(
       for (const [i, x] of subjects.entries()) {
         const a = acc[i];
         if (!a || a.error !== undefined) continue;
-        if (!warm && !takesSample(round - warmup, runs, x.maxRuns)) continue;
+        if (warm ? x.warmup === false : !takesSample(round - warmup, runs, x.maxRuns)) continue;
         ctx.signal.throwIfAborted();
         let m: Measured;
         try {

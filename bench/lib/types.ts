@@ -41,6 +41,8 @@ export interface Subject {
   // At most this many measured samples (default: one per round), for a subject whose
   // samples are slow: taken in rounds spread evenly over the run. Warm-up rounds as usual.
   readonly maxRuns?: number;
+  // false: no samples in warm-up rounds (default true).
+  readonly warmup?: boolean;
 }
 
 export interface BenchContext {

@@ -21,6 +21,12 @@ const PEER_RUNS = 5;
 const SETTLE_MS = 1000;
 // `run -d` calls at a time while starting the containers.
 const START_CONCURRENCY = 4;
+// berthd's sampler slows down once nobody has read stats for 30 s (src/engine/stats.ts):
+// the "unread" idle window starts this long after the last read, and is long enough for a
+// few of its passes (one every 5 s).
+const UNREAD_MS = 32_000;
+const UNREAD_WINDOW_MS = 20_000;
+const UNREAD_RUNS = 3;
 
 // CPU of an engine's host processes at one moment.
 interface Snapshot {
@@ -73,21 +79,29 @@ function used(e: Engine, a: Snapshot, b: Snapshot): Used {
 
 const ms = (ns: number) => ns / 1e6;
 
-// Starts n idle containers, a few at a time; returns their ids.
+// Starts n idle containers, a few at a time; returns their ids. On a failure, waits for the
+// calls under way before throwing, so that teardown sees every container made.
 async function startIdle(e: Engine, n: number, signal: AbortSignal): Promise<string[]> {
   const ids: string[] = [];
   let next = 0;
+  let failed = false;
   const worker = async () => {
-    while (next < n) {
+    while (next < n && !failed) {
       next++;
-      const r = await cli(e, ['run', '-d', ...e.runFlags, e.image, 'sleep', '3600'], {
-        signal,
-        timeoutMs: 120_000,
-      });
-      ids.push(printedId(r.stdout));
+      try {
+        const r = await cli(e, ['run', '-d', ...e.runFlags, e.image, 'sleep', '3600'], {
+          signal,
+          timeoutMs: 120_000,
+        });
+        ids.push(printedId(r.stdout));
+      } catch (err) {
+        failed = true;
+        throw err;
+      }
     }
   };
-  await Promise.all(Array.from({ length: START_CONCURRENCY }, worker));
+  const done = await Promise.allSettled(Array.from({ length: START_CONCURRENCY }, worker));
+  for (const d of done) if (d.status === 'rejected') throw d.reason;
   return ids;
 }
 
@@ -126,6 +140,17 @@ export function statsCost(): Scenario {
   let berth: BenchDaemon | undefined;
   let clients: CpuGroup | undefined;
   const notes: string[] = [];
+  // Total CPU ms/s of every idle window (warm-up included), per engine.
+  const idleTotals = new Map<string, number[]>();
+  const idleRange = () =>
+    idleTotals.size === 0
+      ? []
+      : [
+          'idle total CPU ms/s, lowest-highest window (warm-up included): ' +
+            [...idleTotals]
+              .map(([e, v]) => `${e} ${Math.min(...v).toFixed(1)}-${Math.max(...v).toFixed(1)}`)
+              .join(', '),
+        ];
 
   return {
     name: 'stats-cost',
@@ -136,8 +161,6 @@ export function statsCost(): Scenario {
       { key: 'helperCpu', label: 'helper CPU ms', better: 'lower', digits: 1 },
       { key: 'cliCpu', label: 'CLI CPU ms', better: 'lower', digits: 1 },
       { key: 'totalCpu', label: 'total CPU ms', better: 'lower', digits: 1 },
-      { key: 'idleAgent', label: 'idle agent ms/s', better: 'lower', digits: 2 },
-      { key: 'idleHelper', label: 'idle helper ms/s', better: 'lower', digits: 2 },
     ],
     schedule: (quick) => (quick ? { runs: 3, warmup: 1 } : { runs: 10, warmup: 1 }),
 
@@ -176,8 +199,6 @@ export function statsCost(): Scenario {
             helperCpu: ms(u.helperNs),
             cliCpu: ms(cliNs),
             totalCpu: ms(agent + u.helperNs + cliNs),
-            idleAgent: NaN,
-            idleHelper: NaN,
           },
           detail: { agentStatMs: ms(u.agentStatNs), perAgent: u.perAgent, rows },
         };
@@ -198,8 +219,6 @@ export function statsCost(): Scenario {
             helperCpu: ms(u.helperNs),
             cliCpu: NaN,
             totalCpu: ms(u.agentNs + u.helperNs),
-            idleAgent: NaN,
-            idleHelper: NaN,
           },
           detail: {
             agentStatMs: ms(u.agentStatNs),
@@ -212,31 +231,40 @@ export function statsCost(): Scenario {
         };
       };
 
-      // CPU of the agents (from /proc/<pid>/stat) and helpers per second of an idle window.
-      const idle = async (e: Engine, signal: AbortSignal): Promise<Measured> => {
+      // When berthd's sampler last had a reader (stats or /metrics): it samples every second
+      // for 30 s after a read, every 5 s otherwise.
+      let lastRead = 0;
+
+      // CPU per second of an idle window: agents from /proc/<pid>/stat, helpers from their
+      // cgroup; in the CPU columns, as ms per s.
+      const idle = async (
+        e: Engine,
+        key: string,
+        windowMs: number,
+        signal: AbortSignal,
+      ): Promise<Measured> => {
         await sleep(SETTLE_MS, undefined, { signal });
         const s0 = snapshot(e);
         const t0 = process.hrtime.bigint();
-        await sleep(idleMs, undefined, { signal });
+        const sinceRead = (Date.now() - lastRead) / 1000;
+        await sleep(windowMs, undefined, { signal });
         const s1 = snapshot(e);
         const secs = Number(process.hrtime.bigint() - t0) / 1e9;
         const u = used(e, s0, s1);
+        const agent = ms(u.agentStatNs) / secs;
+        const helper = ms(u.helperNs) / secs;
+        const total = (Number.isNaN(agent) ? 0 : agent) + helper;
+        idleTotals.set(key, [...(idleTotals.get(key) ?? []), total]);
         return {
-          values: {
-            ms: NaN,
-            agentCpu: NaN,
-            helperCpu: NaN,
-            cliCpu: NaN,
-            totalCpu: NaN,
-            idleAgent: ms(u.agentStatNs) / secs,
-            idleHelper: ms(u.helperNs) / secs,
-          },
+          values: { ms: NaN, agentCpu: agent, helperCpu: helper, cliCpu: NaN, totalCpu: total },
           detail: {
             seconds: secs,
             agentStatMs: ms(u.agentStatNs),
             agentPreciseMs: ms(u.agentNs),
             helperMs: ms(u.helperNs),
+            helperProcesses: e.helpers().length,
             perAgent: u.perAgent,
+            ...(e.name === 'berth' ? { secondsSinceBerthRead: sinceRead } : {}),
           },
         };
       };
@@ -251,6 +279,7 @@ export function statsCost(): Scenario {
         if (rows !== n) await sleep(500, undefined, { signal: ctx.signal });
       }
       if (rows !== n) throw new Error(`berth stats --no-stream lists ${rows} of ${n} containers`);
+      lastRead = Date.now();
 
       const peers: Engine[] = [];
       for (const p of ctx.peers) {
@@ -268,17 +297,21 @@ export function statsCost(): Scenario {
       }
 
       const group = 'stats --no-stream';
+      const read = <T>(m: T): T => {
+        lastRead = Date.now();
+        return m;
+      };
       const subjects: Subject[] = [
         {
           name: 'berth',
-          label: `berth stats --no-stream (${n} ctrs)`,
+          label: 'berth stats --no-stream',
           role: 'subject',
           group,
-          sample: (signal) => statsCall(b.e, signal),
+          sample: async (signal) => read(await statsCall(b.e, signal)),
         },
         ...peers.map((p): Subject => ({
           name: p.name,
-          label: `${p.name} stats --no-stream (${n} ctrs)`,
+          label: `${p.name} stats --no-stream`,
           role: 'peer',
           group,
           maxRuns: PEER_RUNS,
@@ -286,20 +319,44 @@ export function statsCost(): Scenario {
         })),
         {
           name: 'berth',
-          label: `GET /metrics on berthd's socket (${n} ctrs)`,
+          label: "GET /metrics on berthd's socket",
           role: 'subject',
           group: '/metrics',
-          sample: metricsScrape,
+          sample: async (signal) => read(await metricsScrape(signal)),
         },
-        ...[b.e, ...peers].map((e): Subject => ({
-          name: e.name,
-          label: `${e.name} idle, ${n} ctrs, ${idleMs / 1000} s`,
-          role: e.name === 'berth' ? 'subject' : 'peer',
+        // Right after the reads above: the sampler at full pace.
+        {
+          name: 'berth',
+          label: 'berth idle, read <30 s ago: CPU ms/s',
+          role: 'subject',
+          group: 'idle, read',
+          sample: (signal) => idle(b.e, 'berth read', idleMs, signal),
+        },
+        ...peers.map((p): Subject => ({
+          name: p.name,
+          label: `${p.name} idle: CPU ms/s`,
+          role: 'peer',
           group: 'idle',
-          ...(e.name === 'berth' ? {} : { maxRuns: PEER_RUNS }),
-          sample: (signal) => idle(e, signal),
+          maxRuns: PEER_RUNS,
+          sample: (signal) => idle(p, p.name, idleMs, signal),
         })),
       ];
+      if (!ctx.quick) {
+        // Once nobody has read for 30 s: the sampler every 5 s.
+        subjects.push({
+          name: 'berth',
+          label: `berth idle, unread ${UNREAD_MS / 1000} s: CPU ms/s`,
+          role: 'subject',
+          group: 'idle',
+          maxRuns: UNREAD_RUNS,
+          warmup: false,
+          async sample(signal) {
+            const wait = lastRead + UNREAD_MS - SETTLE_MS - Date.now();
+            if (wait > 0) await sleep(wait, undefined, { signal });
+            return idle(b.e, 'berth unread', UNREAD_WINDOW_MS, signal);
+          },
+        });
+      }
       notes.push(
         `${n} containers running in each engine (all engines' at once) throughout`,
         'agent: berthd | dockerd + containerd, podman none; helper: berth-monitors | ' +
@@ -308,8 +365,14 @@ export function statsCost(): Scenario {
         "per call: agents' CPU from the threads' /proc/<pid>/task/*/schedstat (ns), which " +
           '/proc/<pid>/stat (10 ms ticks, in the JSON) cannot resolve; a call may include ' +
           "the agent's background work meanwhile (berthd's sampling pass, see idle)",
-        `idle: CPU per second over ${idleMs / 1000} s with nobody asking, after ` +
-          `${SETTLE_MS / 1000} s of quiet; agents from /proc/<pid>/stat`,
+        `idle rows: CPU ms per second over ${idleMs / 1000} s with nobody asking, after ` +
+          `${SETTLE_MS / 1000} s of quiet; agents from /proc/<pid>/stat. berthd samples every ` +
+          's for 30 s after a stats or /metrics read, every 5 s otherwise: "read" right after ' +
+          'the reads above, ' +
+          (ctx.quick
+            ? '"unread" left out with --quick'
+            : `"unread" from ${UNREAD_MS / 1000} s after the last read, over ` +
+              `${UNREAD_WINDOW_MS / 1000} s`),
         '/metrics: the client is the bench itself (Node http, a new connection each time): ' +
           'its CPU is in the JSON, not in the row',
       );
@@ -340,6 +403,6 @@ export function statsCost(): Scenario {
       return left;
     },
 
-    notes: () => notes,
+    notes: () => [...notes, ...idleRange()],
   };
 }
