@@ -544,6 +544,13 @@ class Reader:
                 self.cv.wait(max(0.01, end - time.time()))
             return pred(self)
 
+def read_or_empty(path):
+    # The live file is briefly absent while the monitor rotates it (rename, then a new one).
+    try:
+        return open(path, "rb").read()
+    except FileNotFoundError:
+        return b""
+
 def wait_until(pred, timeout, step=0.02):
     end = time.time() + timeout
     while time.time() < end:
@@ -588,7 +595,7 @@ def t_rotate():
                         extra=["--log-max-size", str(MAX), "--log-max-files", "3"])
     a = attach(st); s = ctl_conn(st)
     check(ctl(s, "start") == "ok", "rotate: start")
-    check(wait_until(lambda: open(log, "rb").read().endswith(f" F {N}\n".encode()), 10), "rotate: last line reached the live file")
+    check(wait_until(lambda: read_or_empty(log).endswith(f" F {N}\n".encode()), 10), "rotate: last line reached the live file")
     sts = stats(s)
     rot = rotated(log); seqs = sorted(rot)
     check(len(rot) == 2 and seqs[1] == seqs[0] + 1 and seqs[1] == sts.get("logRotations"), f"rotate: 2 rotated + live remain, newest seq = rotations ({seqs}, {sts})")
@@ -645,7 +652,7 @@ def t_drop_full():
         a.sendall(b"go\n")
         check(rd.wait(lambda r: b"after" in r.tail, 5), "full: attach unaffected")
         check(wait_note(s) == "!event", "full: !event notification")
-        check(wait_until(lambda: open(log, "rb").read().endswith(b" stdout F after\n"), 3), "full: output logged again")
+        check(wait_until(lambda: read_or_empty(log).endswith(b" stdout F after\n"), 3), "full: output logged again")
         lines = open(log, "rb").read().split(b"\n")[:-1]
         m = re.search(rb" stderr F \[berth-monitor\] dropped (\d+) bytes of output \(reason: disk full\)$", lines[-2])
         check(m is not None and CRI.match(lines[-2]), f"full: marker before the next output: {lines[-2][:120]!r}")
