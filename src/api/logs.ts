@@ -8,9 +8,9 @@ import { decodeCursor, type JournalSource, type LogLine, type Stream } from '../
 import { invalid } from '../util/errors.ts';
 import { frame, STDERR, STDOUT } from '../util/stream-frame.ts';
 import { parseTimeArg } from '../util/time.ts';
+import { truthy } from './query.ts';
 
 const BoolQ = Type.Optional(Type.String({ maxLength: 5 }));
-const truthy = (v: string | undefined) => v === '1' || v === 'true' || v === 'True';
 
 function timeArg(v: string | undefined, field: string): string | undefined {
   if (v === undefined || v === '' || v === '0') return undefined;

@@ -7,6 +7,7 @@ import { Type } from '@sinclair/typebox';
 import { Counter, Gauge, Registry } from 'prom-client';
 import type { ContainerEngine, ContainerStats, StatsService } from '../engine/index.ts';
 import { invalid } from '../util/errors.ts';
+import { truthy } from './query.ts';
 
 type Labels = 'id' | 'name' | 'image';
 
@@ -155,9 +156,7 @@ export function registerMetricsRoutes(
     },
     async (req: FastifyRequest, reply) => {
       const c = containers.resolve((req.params as { id: string }).id);
-      const stream = ['1', 'true', 'True'].includes(
-        (req.query as { stream?: string }).stream ?? '0',
-      );
+      const stream = truthy((req.query as { stream?: string }).stream);
       if (!stream) {
         const s = c.state === 'running' ? await stats.ensure(c) : undefined;
         if (!s) throw invalid('container', `${c.name} is not running`);

@@ -22,6 +22,7 @@ import { execFile } from '../util/exec.ts';
 import { containerInspect, containerSummary, imageSummary } from './views.ts';
 import { errorReply, toBerthError } from './errors.ts';
 import { UpgradeRouter } from './upgrade.ts';
+import { truthy } from './query.ts';
 import { registerLogRoutes } from './logs.ts';
 import { metricsRegistry, registerMetricsRoutes } from './metrics.ts';
 
@@ -123,7 +124,6 @@ const BoolQ = Type.Optional(
     Type.Literal('False'),
   ]),
 );
-const truthy = (v: string | undefined) => v === '1' || v === 'true' || v === 'True';
 
 type IdReq = FastifyRequest<{ Params: Static<typeof IdParams> }>;
 

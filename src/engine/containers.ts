@@ -40,6 +40,7 @@ import { checkResources, readHostLimits, type HostLimits } from './resources.ts'
 import { assertCan } from './lifecycle.ts';
 import { KeyedMutex } from './mutex.ts';
 import { generateName } from './names.ts';
+import { newContainerRecord } from './records.ts';
 
 export interface ContainerEngineOptions {
   readonly dataRoot: string;
@@ -218,26 +219,7 @@ export class ContainerEngine {
       resources,
       ...(req.tty && req.consoleSize ? { consoleSize: req.consoleSize } : {}),
     };
-    const rec: ContainerRecord = {
-      id,
-      name: '',
-      config,
-      createdAt: toLogTime(Date.now()),
-      state: 'created',
-      pid: 0,
-      monitorPid: 0,
-      exitCode: 0,
-      signal: 0,
-      oomKilled: false,
-      startedAt: '',
-      finishedAt: '',
-      restartCount: 0,
-      error: '',
-      stoppedByUser: false,
-      eventsOffset: 0,
-      logDroppedBytes: 0,
-      oomKills: 0,
-    };
+    const rec = newContainerRecord(id, '', config, toLogTime(Date.now()));
     // Creating a container only writes the store: everything on disk is made at start,
     // so a failed create has nothing to roll back but its row.
     return this.store.tx(() => {

@@ -7,6 +7,7 @@ import {
   type Filters,
 } from '../../src/engine/filters.ts';
 import { BerthError } from '../../src/util/errors.ts';
+import { newContainerRecord } from '../../src/engine/records.ts';
 import type { ContainerConfig, ContainerRecord } from '../../src/types/domain.ts';
 
 const baseConfig: ContainerConfig = {
@@ -31,24 +32,15 @@ const baseConfig: ContainerConfig = {
 function rec(over: Partial<ContainerRecord> & { labels?: Record<string, string> } = {}) {
   const { labels, ...rest } = over;
   const c: ContainerRecord = {
-    id: 'aaaa1111',
-    name: 'web',
-    config: { ...baseConfig, labels: labels ?? {} },
-    createdAt: '2024-01-01T00:00:00Z',
+    ...newContainerRecord(
+      'aaaa1111',
+      'web',
+      { ...baseConfig, labels: labels ?? {} },
+      '2024-01-01T00:00:00Z',
+    ),
     state: 'running',
     pid: 100,
     monitorPid: 99,
-    exitCode: 0,
-    signal: 0,
-    oomKilled: false,
-    startedAt: '',
-    finishedAt: '',
-    restartCount: 0,
-    error: '',
-    stoppedByUser: false,
-    eventsOffset: 0,
-    logDroppedBytes: 0,
-    oomKills: 0,
     ...rest,
   };
   return c;

@@ -6,48 +6,38 @@ import { join } from 'node:path';
 import { Store } from '../../src/store/index.ts';
 import { MIGRATIONS } from '../../src/store/migrations.ts';
 import type { ContainerRecord, NewEvent } from '../../src/types/domain.ts';
+import { newContainerRecord } from '../../src/engine/records.ts';
 
 let dir: string;
 let path: string;
 let store: Store;
 
 function rec(id: string, name: string, over: Partial<ContainerRecord> = {}): ContainerRecord {
+  const config = {
+    image: 'alpine:latest',
+    imageId: 'f00d',
+    cmd: ['sh', '-c', 'echo hi'],
+    entrypoint: [],
+    env: ['A=1'],
+    workdir: '/',
+    user: '',
+    hostname: name,
+    labels: { tier: 'db' },
+    tty: false,
+    openStdin: false,
+    autoRemove: false,
+    networkMode: 'none',
+    stopSignal: 'SIGTERM',
+    stopTimeout: 10,
+    log: { maxSize: 10485760, maxFiles: 5, compress: false },
+  } as const;
   return {
-    id,
-    name,
-    config: {
-      image: 'alpine:latest',
-      imageId: 'f00d',
-      cmd: ['sh', '-c', 'echo hi'],
-      entrypoint: [],
-      env: ['A=1'],
-      workdir: '/',
-      user: '',
-      hostname: name,
-      labels: { tier: 'db' },
-      tty: false,
-      openStdin: false,
-      autoRemove: false,
-      networkMode: 'none',
-      stopSignal: 'SIGTERM',
-      stopTimeout: 10,
-      log: { maxSize: 10485760, maxFiles: 5, compress: false },
-    },
-    createdAt: '2024-01-01T00:00:00.000Z',
-    state: 'created',
-    pid: 0,
-    monitorPid: 0,
-    exitCode: 0,
-    signal: 0,
-    oomKilled: false,
-    startedAt: '',
-    finishedAt: '',
-    restartCount: 0,
-    error: '',
-    stoppedByUser: false,
-    eventsOffset: 0,
-    logDroppedBytes: 0,
-    oomKills: 0,
+    ...newContainerRecord(
+      id,
+      name,
+      { ...config, cmd: [...config.cmd], env: [...config.env] },
+      '2024-01-01T00:00:00.000Z',
+    ),
     ...over,
   };
 }
