@@ -867,6 +867,7 @@ export class ContainerEngine {
         return 'cleaned';
       }
       case 'running':
+      case 'restarting':
       case 'stopping': {
         const exit = await readExitRecord(this.stateDir(id));
         let conn: MonitorConnection | undefined;

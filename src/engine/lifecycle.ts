@@ -7,17 +7,18 @@ export type Operation = 'start' | 'stop' | 'kill' | 'remove' | 'exec' | 'attach'
 
 const ALLOWED: Record<Operation, readonly ContainerState[]> = {
   start: ['created', 'exited'],
-  stop: ['running'],
-  kill: ['running'],
+  stop: ['running', 'restarting'],
+  kill: ['running', 'restarting'],
   remove: ['created', 'exited', 'removing'],
   exec: ['running'],
-  attach: ['created', 'exited', 'running', 'starting'],
+  attach: ['created', 'exited', 'running', 'starting', 'restarting'],
   top: ['running'],
   resize: ['running'],
 };
 
 const REFUSAL: Partial<Record<ContainerState, ErrorCode>> = {
   running: 'CONTAINER_RUNNING',
+  restarting: 'CONTAINER_RUNNING',
   starting: 'CONTAINER_BUSY',
   stopping: 'CONTAINER_BUSY',
   removing: 'CONTAINER_BUSY',

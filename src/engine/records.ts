@@ -27,5 +27,7 @@ export function newContainerRecord(
     eventsOffset: 0,
     logDroppedBytes: 0,
     oomKills: 0,
+    nextRestartAt: '',
+    health: undefined,
   };
 }

@@ -4,6 +4,7 @@ import type {
   ContainerRecord,
   ContainerState,
   ContainerUpdate,
+  HealthState,
 } from '../types/domain.ts';
 
 interface Row {
@@ -25,6 +26,8 @@ interface Row {
   events_offset: number;
   log_dropped_bytes: number;
   oom_kills: number;
+  next_restart_at: string;
+  health: string;
 }
 
 const COLUMNS: Record<keyof ContainerUpdate, keyof Row> = {
@@ -43,6 +46,8 @@ const COLUMNS: Record<keyof ContainerUpdate, keyof Row> = {
   eventsOffset: 'events_offset',
   logDroppedBytes: 'log_dropped_bytes',
   oomKills: 'oom_kills',
+  nextRestartAt: 'next_restart_at',
+  health: 'health',
 };
 
 function fromRow(r: Row): ContainerRecord {
@@ -65,6 +70,8 @@ function fromRow(r: Row): ContainerRecord {
     eventsOffset: r.events_offset,
     logDroppedBytes: r.log_dropped_bytes,
     oomKills: r.oom_kills,
+    nextRestartAt: r.next_restart_at,
+    health: r.health ? (JSON.parse(r.health) as HealthState) : undefined,
   };
 }
 
@@ -112,9 +119,10 @@ export class ContainerRepo {
     const sets: string[] = [];
     const vals: (string | number)[] = [];
     for (const [k, v] of Object.entries(u) as [keyof ContainerUpdate, unknown][]) {
-      if (v === undefined) continue;
+      if (v === undefined) continue; // null clears health
       sets.push(`${COLUMNS[k]} = ?`);
-      vals.push(typeof v === 'boolean' ? (v ? 1 : 0) : (v as string | number));
+      if (k === 'health') vals.push(v ? JSON.stringify(v) : '');
+      else vals.push(typeof v === 'boolean' ? (v ? 1 : 0) : (v as string | number));
     }
     if (sets.length > 0) {
       this.db.db.prepare(`UPDATE containers SET ${sets.join(', ')} WHERE id = ?`).run(...vals, id);

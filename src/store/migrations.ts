@@ -45,4 +45,8 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE containers ADD COLUMN log_dropped_bytes INTEGER NOT NULL DEFAULT 0;
   `,
   `ALTER TABLE containers ADD COLUMN oom_kills INTEGER NOT NULL DEFAULT 0;`,
+  `
+  ALTER TABLE containers ADD COLUMN next_restart_at TEXT NOT NULL DEFAULT '';
+  ALTER TABLE containers ADD COLUMN health TEXT NOT NULL DEFAULT '';
+  `,
 ];

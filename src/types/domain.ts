@@ -2,7 +2,49 @@
 // persists them.
 
 export type ContainerState =
-  'created' | 'starting' | 'running' | 'stopping' | 'exited' | 'removing';
+  'created' | 'starting' | 'running' | 'restarting' | 'stopping' | 'exited' | 'removing';
+
+export type RestartPolicyName = 'no' | 'on-failure' | 'always' | 'unless-stopped';
+
+// What the monitor does when the container's init exits. Times in milliseconds.
+export interface RestartPolicy {
+  readonly name: RestartPolicyName;
+  // on-failure only: restarts before giving up; 0 for no limit.
+  readonly maxRetries: number;
+  readonly delayMs: number;
+  readonly maxDelayMs: number;
+  readonly factor: number;
+  // A run at least this long resets the delay to delayMs.
+  readonly resetAfterMs: number;
+  // Each delay is moved by up to this fraction of itself, either way (0 to 1).
+  readonly jitter: number;
+}
+
+export type HealthOnFailure = 'none' | 'kill' | 'restart' | 'stop';
+
+export interface HealthConfig {
+  // Docker's form: ["CMD", args...] or ["CMD-SHELL", command].
+  readonly test: readonly string[];
+  readonly intervalMs: number;
+  readonly timeoutMs: number;
+  readonly retries: number;
+  readonly startPeriodMs: number;
+  readonly onFailure: HealthOnFailure;
+}
+
+export interface HealthResult {
+  readonly start: string;
+  readonly end: string;
+  readonly exitCode: number;
+  readonly output: string;
+}
+
+export interface HealthState {
+  readonly status: 'starting' | 'healthy' | 'unhealthy';
+  readonly failingStreak: number;
+  // The last few results, oldest first.
+  readonly log: readonly HealthResult[];
+}
 export type NetworkMode = 'none' | 'host';
 
 export interface LogConfig {
@@ -53,6 +95,9 @@ export interface ContainerConfig {
   readonly log: LogConfig;
   // Absent in containers created before limits existed.
   readonly resources?: Resources;
+  // Absent in containers created before restart policies existed: no restarts.
+  readonly restart?: RestartPolicy;
+  readonly healthcheck?: HealthConfig;
   // Rows and columns of the client's terminal at create, so the first output is laid out
   // right before any resize can arrive.
   readonly consoleSize?: readonly [number, number];
@@ -80,9 +125,14 @@ export interface ContainerRecord {
   readonly logDroppedBytes: number;
   // OOM kills inside the container's cgroup in its current (or last) run, any process.
   readonly oomKills: number;
+  // While restarting: when the monitor will start the container again.
+  readonly nextRestartAt: string;
+  readonly health: HealthState | undefined;
 }
 
-export type ContainerUpdate = Partial<Omit<ContainerRecord, 'id' | 'config' | 'createdAt'>>;
+export type ContainerUpdate = Partial<
+  Omit<ContainerRecord, 'id' | 'config' | 'createdAt' | 'health'>
+> & { readonly health?: HealthState | null };
 
 export interface ImageConfig {
   readonly env: readonly string[];
