@@ -60,6 +60,12 @@ struct run_opts {
     unsigned log_max_files;  /* live included */
     size_t log_buffer;
     int log_stall_ms;
+    /* Restart policy (PROTOCOL.md "Restarts"); unless-stopped is `always` here. */
+    enum { RESTART_NO, RESTART_ON_FAILURE, RESTART_ALWAYS } restart;
+    uint64_t restart_max;      /* on-failure: restarts before giving up; 0: no limit */
+    uint64_t restart_delay_ms, restart_max_delay_ms, restart_reset_ms;
+    double restart_factor, restart_jitter;
+    uint64_t restart_count;    /* restarts already done by an earlier monitor */
 };
 
 enum conn_kind { CONN_CTL, CONN_ATTACH };
@@ -104,6 +110,17 @@ static struct monitor {
     bool reaped;
     int wstatus;
     struct timespec finished;
+    int64_t finished_ms, run_started_ms; /* CLOCK_MONOTONIC */
+
+    /* Restarts. held: an operator stopped the container, so this run is the last;
+     * force_reason: restart after this run whatever the policy (a failing health check). */
+    bool held;
+    char force_reason[32];
+    uint64_t restarts; /* done so far, --restart-count included */
+    unsigned streak;   /* restarts since the last run that lasted restart_reset_ms */
+    int64_t restart_due_ms;
+    char restart_reason[32];
+    uint64_t oom_kills; /* of the last run, read before its cgroup went */
 
     struct conn *conns;
 } M = {
@@ -229,7 +246,10 @@ static void usage_run(void)
             "usage: berth-monitor run --id ID --bundle DIR --runtime PATH --runtime-root DIR\n"
             "         --state-dir DIR --log-path FILE [--oom-file FILE] [--cgroup-procs FILE]...\n"
             "         [--terminal] [--stdin] [--sync-fd N] [--log-max-size BYTES]\n"
-            "         [--log-max-files N] [--log-buffer BYTES] [--log-stall-ms MS]\n");
+            "         [--log-max-files N] [--log-buffer BYTES] [--log-stall-ms MS]\n"
+            "         [--restart no|on-failure|always] [--restart-max N] [--restart-delay-ms MS]\n"
+            "         [--restart-max-delay-ms MS] [--restart-factor F] [--restart-reset-ms MS]\n"
+            "         [--restart-jitter F] [--restart-count N]\n");
     exit(2);
 }
 
@@ -244,11 +264,23 @@ static uint64_t parse_count(const char *s, uint64_t min, uint64_t max)
     return v;
 }
 
+/* A decimal fraction in [min, max], or usage. */
+static double parse_real(const char *s, double min, double max)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (!(*s >= '0' && *s <= '9') || *end || errno || !(v >= min && v <= max))
+        usage_run();
+    return v;
+}
+
 static void parse_run_opts(int argc, char **argv)
 {
     enum { OPT_ID = 1, OPT_BUNDLE, OPT_RUNTIME, OPT_ROOT, OPT_STATE, OPT_LOG, OPT_OOM,
            OPT_CG, OPT_TERM, OPT_STDIN, OPT_SYNC, OPT_MAXSIZE, OPT_MAXFILES, OPT_BUFFER,
-           OPT_STALL };
+           OPT_STALL, OPT_RESTART, OPT_RMAX, OPT_RDELAY, OPT_RMAXDELAY, OPT_RFACTOR, OPT_RRESET,
+           OPT_RJITTER, OPT_RCOUNT };
     static const struct option lo[] = {
         {"id", 1, 0, OPT_ID}, {"bundle", 1, 0, OPT_BUNDLE}, {"runtime", 1, 0, OPT_RUNTIME},
         {"runtime-root", 1, 0, OPT_ROOT}, {"state-dir", 1, 0, OPT_STATE},
@@ -256,12 +288,20 @@ static void parse_run_opts(int argc, char **argv)
         {"terminal", 0, 0, OPT_TERM}, {"stdin", 0, 0, OPT_STDIN}, {"sync-fd", 1, 0, OPT_SYNC},
         {"log-max-size", 1, 0, OPT_MAXSIZE}, {"log-max-files", 1, 0, OPT_MAXFILES},
         {"log-buffer", 1, 0, OPT_BUFFER}, {"log-stall-ms", 1, 0, OPT_STALL},
+        {"restart", 1, 0, OPT_RESTART}, {"restart-max", 1, 0, OPT_RMAX},
+        {"restart-delay-ms", 1, 0, OPT_RDELAY}, {"restart-max-delay-ms", 1, 0, OPT_RMAXDELAY},
+        {"restart-factor", 1, 0, OPT_RFACTOR}, {"restart-reset-ms", 1, 0, OPT_RRESET},
+        {"restart-jitter", 1, 0, OPT_RJITTER}, {"restart-count", 1, 0, OPT_RCOUNT},
         {0, 0, 0, 0}};
     struct run_opts *o = &M.o;
     o->sync_fd = -1;
     o->log_max_files = 1;
     o->log_buffer = LOG_BUFFER_DEFAULT;
     o->log_stall_ms = LOG_STALL_DEFAULT;
+    o->restart_delay_ms = 100; /* Docker's backoff: 100 ms doubling to 1 min, reset after 10 s */
+    o->restart_max_delay_ms = 60000;
+    o->restart_reset_ms = 10000;
+    o->restart_factor = 2;
     int c;
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         switch (c) {
@@ -290,6 +330,25 @@ static void parse_run_opts(int argc, char **argv)
         case OPT_MAXFILES: o->log_max_files = (unsigned)parse_count(optarg, 1, 1000000); break;
         case OPT_BUFFER: o->log_buffer = (size_t)parse_count(optarg, 1, SIZE_MAX / 4); break;
         case OPT_STALL: o->log_stall_ms = (int)parse_count(optarg, 0, 24 * 3600 * 1000); break;
+        case OPT_RESTART:
+            if (strcmp(optarg, "no") == 0)
+                o->restart = RESTART_NO;
+            else if (strcmp(optarg, "on-failure") == 0)
+                o->restart = RESTART_ON_FAILURE;
+            else if (strcmp(optarg, "always") == 0)
+                o->restart = RESTART_ALWAYS;
+            else
+                usage_run();
+            break;
+        case OPT_RMAX: o->restart_max = parse_count(optarg, 0, UINT32_MAX); break;
+        case OPT_RDELAY: o->restart_delay_ms = parse_count(optarg, 0, 7 * 24 * 3600 * 1000ULL); break;
+        case OPT_RMAXDELAY:
+            o->restart_max_delay_ms = parse_count(optarg, 0, 7 * 24 * 3600 * 1000ULL);
+            break;
+        case OPT_RFACTOR: o->restart_factor = parse_real(optarg, 1, 100); break;
+        case OPT_RRESET: o->restart_reset_ms = parse_count(optarg, 0, 7 * 24 * 3600 * 1000ULL); break;
+        case OPT_RJITTER: o->restart_jitter = parse_real(optarg, 0, 1); break;
+        case OPT_RCOUNT: o->restart_count = parse_count(optarg, 0, UINT32_MAX); break;
         default: usage_run();
         }
     }
@@ -462,26 +521,34 @@ static void setup_log(void)
         fail("starting the log writer: %s", strerror(errno));
 }
 
-/* Runs `runc create` with the container's stdio: pipes, or the console socket. */
-static void create_container(void)
+/* Runs `runc create` with the container's stdio: pipes, or the console socket. On failure
+ * returns -1 with the reason in err, having closed what it opened (runc's state, if any,
+ * is left to the caller: M.created says whether runc ran). */
+static int create_container(char *err, size_t errlen)
 {
     int child_io[3] = {M.devnull, M.devnull, g_diag_fd};
     int pout[2] = {-1, -1}, perr[2] = {-1, -1}, pin[2] = {-1, -1};
 
+#define CREATE_FAIL(...)                                                                 \
+    do {                                                                                 \
+        snprintf(err, errlen, __VA_ARGS__);                                              \
+        goto failed;                                                                     \
+    } while (0)
+
     /* runc would refuse too, but our failure path runs `runc delete --force ID`, which
      * must never hit another monitor's container. */
     if (runc_state_exists())
-        fail("container %s already exists in %s", M.o.id, M.o.runtime_root);
+        CREATE_FAIL("container %s already exists in %s", M.o.id, M.o.runtime_root);
 
     if (M.o.terminal) {
         M.console_lfd = unix_listen(M.console_sock);
         if (M.console_lfd < 0)
-            fail("listening on %s: %s", M.console_sock, strerror(errno));
+            CREATE_FAIL("listening on %s: %s", M.console_sock, strerror(errno));
         M.made_console = true;
     } else {
         if (pipe2(pout, O_CLOEXEC) < 0 || pipe2(perr, O_CLOEXEC) < 0 ||
             (M.o.want_stdin && pipe2(pin, O_CLOEXEC) < 0))
-            fail("pipe: %s", strerror(errno));
+            CREATE_FAIL("pipe: %s", strerror(errno));
         child_io[0] = M.o.want_stdin ? pin[0] : M.devnull;
         child_io[1] = pout[1];
         child_io[2] = perr[1];
@@ -508,22 +575,24 @@ static void create_container(void)
     xclose(&pout[1]);
     xclose(&perr[1]);
     xclose(&pin[0]);
+    /* runc usually cleans up after a failure, but may leave state behind. */
+    M.created = true;
     if (!(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0)) {
-        /* runc usually cleans up after itself, but may leave state behind. */
-        M.created = true;
         char *msg = runc_last_error(M.runc_log, from);
-        if (msg)
-            fail("%s", msg);
+        if (msg) {
+            snprintf(err, errlen, "%s", msg);
+            free(msg);
+            goto failed;
+        }
         char how[128];
         describe_status(st, how, sizeof how);
-        fail("runc create %s", how);
+        CREATE_FAIL("runc create %s", how);
     }
-    M.created = true;
 
     if (M.o.terminal) {
         M.pty_fd = receive_console(M.console_lfd, 5000);
         if (M.pty_fd < 0)
-            fail("receiving the pty master from runc: %s", strerror(errno));
+            CREATE_FAIL("receiving the pty master from runc: %s", strerror(errno));
         xclose(&M.console_lfd);
         unlink(M.console_sock);
         M.made_console = false;
@@ -537,19 +606,37 @@ static void create_container(void)
     } else {
         M.out_fd[0] = pout[0];
         M.out_fd[1] = perr[0];
+        pout[0] = perr[0] = -1;
         M.out_open[0] = M.out_open[1] = true;
-        set_nonblock(pout[0]);
-        set_nonblock(perr[0]);
+        set_nonblock(M.out_fd[0]);
+        set_nonblock(M.out_fd[1]);
         if (M.o.want_stdin) {
             M.in_fd = pin[1];
-            set_nonblock(pin[1]);
+            pin[1] = -1;
+            set_nonblock(M.in_fd);
         }
     }
 
     M.init_pid = read_pid_file(M.pid_file);
     if (M.init_pid <= 0)
-        fail("reading %s: %s", M.pid_file, strerror(errno ? errno : EINVAL));
+        CREATE_FAIL("reading %s: %s", M.pid_file, strerror(errno ? errno : EINVAL));
     mlog("created container %s, init pid %d", M.o.id, (int)M.init_pid);
+    return 0;
+#undef CREATE_FAIL
+
+failed:
+    xclose(&pout[0]);
+    xclose(&pout[1]);
+    xclose(&perr[0]);
+    xclose(&perr[1]);
+    xclose(&pin[0]);
+    xclose(&pin[1]);
+    if (M.console_lfd >= 0) {
+        xclose(&M.console_lfd);
+        unlink(M.console_sock);
+        M.made_console = false;
+    }
+    return -1;
 }
 
 /* Warn loudly if the init is not our child: its exit would then never be seen. */
@@ -761,7 +848,8 @@ static void ctl_reply(struct conn *c, const char *fmt, ...)
 
 static void cmd_start(struct conn *c)
 {
-    if (M.started) {
+    /* Once running, or restarted by us: the start berthd asked for has happened. */
+    if (M.started || M.restarts > M.o.restart_count) {
         ctl_reply(c, "ok");
         return;
     }
@@ -770,6 +858,7 @@ static void cmd_start(struct conn *c)
     int st = runc_helper(cmd, err, sizeof err);
     if (st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0) {
         M.started = true;
+        M.run_started_ms = now_ms();
         mlog("started container");
         ctl_reply(c, "ok");
     } else
@@ -840,12 +929,32 @@ static void announce_events(void)
                 ctl_reply(c, "!event");
 }
 
+/* The operator stopped the container: no restart after this run, and a pending one is
+ * called off (the monitor then exits). */
+static void cmd_hold(struct conn *c)
+{
+    M.held = true;
+    ctl_reply(c, "ok");
+}
+
+/* Restart after this run even if the policy would not (a failing health check). */
+static void cmd_force_restart(struct conn *c, const char *reason)
+{
+    for (const char *p = reason; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-')) {
+            ctl_reply(c, "error invalid arguments");
+            return;
+        }
+    snprintf(M.force_reason, sizeof M.force_reason, "%s", reason);
+    ctl_reply(c, "ok");
+}
+
 static void ctl_command(struct conn *c, char *line)
 {
     size_t len = strlen(line);
     while (len > 0 && (line[len - 1] == '\r' || line[len - 1] == ' ' || line[len - 1] == '\t'))
         line[--len] = 0;
-    char word[16], extra;
+    char word[16], arg[32], extra;
     long a, b;
     if (sscanf(line, "%15s", word) != 1)
         ctl_reply(c, "error unknown command");
@@ -859,8 +968,14 @@ static void ctl_command(struct conn *c, char *line)
         cmd_reopen(c);
     else if (strcmp(word, "stats") == 0 && sscanf(line, "%*s %c", &extra) < 1)
         cmd_stats(c);
+    else if (strcmp(word, "hold") == 0 && sscanf(line, "%*s %c", &extra) < 1)
+        cmd_hold(c);
+    else if (strcmp(word, "force-restart") == 0 &&
+             sscanf(line, "%*s %31s %c", arg, &extra) == 1)
+        cmd_force_restart(c, arg);
     else if (!strcmp(word, "start") || !strcmp(word, "kill") || !strcmp(word, "resize") ||
-             !strcmp(word, "reopen") || !strcmp(word, "stats"))
+             !strcmp(word, "reopen") || !strcmp(word, "stats") || !strcmp(word, "hold") ||
+             !strcmp(word, "force-restart"))
         ctl_reply(c, "error invalid arguments");
     else
         ctl_reply(c, "error unknown command");
@@ -952,6 +1067,7 @@ static void reap_children(void)
             M.reaped = true;
             M.wstatus = st;
             clock_gettime(CLOCK_REALTIME, &M.finished);
+            M.finished_ms = now_ms();
             mlog("container init %d exited (status 0x%x)", (int)p, st);
             stdin_close_now(); /* nobody is left to read it */
         }
@@ -1118,15 +1234,201 @@ static void write_exit_json(uint64_t oom_kills)
         mlog("writing %s: %s", M.exit_json, strerror(errno));
 }
 
+/* Closes what belonged to the run that ended: its stdio, and the attach clients, which
+ * get their EOF as at any exit (a client attaches to one run, as with Docker). */
+static void close_run_fds(void)
+{
+    if (M.pty_fd >= 0) {
+        if (M.out_fd[0] == M.pty_fd)
+            M.out_fd[0] = -1;
+        xclose(&M.pty_fd);
+    }
+    xclose(&M.out_fd[0]);
+    xclose(&M.out_fd[1]);
+    M.out_open[0] = M.out_open[1] = false;
+    if (M.in_is_pty)
+        M.in_fd = -1;
+    xclose(&M.in_fd);
+    M.in_is_pty = false;
+    M.in_close_req = false;
+    buf_free(&M.in_buf);
+    for (struct conn *c = M.conns; c; c = c->next)
+        if (c->kind == CONN_ATTACH)
+            c->dead = true;
+    sweep_conns();
+}
+
+/* After each run: the last OOM count, `runc delete` (the cgroup goes with it), and the
+ * `exit` event with the time the init exited. Returns the OOM kill count. */
+static uint64_t end_run(void)
+{
+    uint64_t oom_kills = M.oom_kills = oom_check(); /* before `runc delete` removes the cgroup */
+    oom_watch_stop();
+    if (M.created)
+        runc_delete();
+    M.created = false;
+    reap_children(); /* whatever runc delete killed or orphaned */
+    close_run_fds();
+    int st = M.wstatus, sig = WIFSIGNALED(st) ? WTERMSIG(st) : 0;
+    int64_t ran = M.run_started_ms && M.finished_ms >= M.run_started_ms
+                      ? M.finished_ms - M.run_started_ms
+                      : 0;
+    events_append_at(&M.finished, "exit",
+                     "\"pid\":%d,\"exitCode\":%d,\"signal\":%d,\"oomKilled\":%s,\"oomKills\":%llu,"
+                     "\"runMs\":%lld",
+                     (int)M.init_pid, status_code(st), sig, oom_kills > 0 ? "true" : "false",
+                     (unsigned long long)oom_kills, (long long)ran);
+    return oom_kills;
+}
+
+/* Whether to run the container again, and when: the policy (or a forced restart), then
+ * the backoff, which grows by the factor per restart up to the maximum and starts over
+ * after a run of at least restart_reset_ms. */
+static bool plan_restart(uint64_t oom_kills)
+{
+    int code = status_code(M.wstatus);
+    bool failed = code != 0;
+    const char *why = NULL;
+    if (M.held)
+        return false;
+    if (M.force_reason[0])
+        why = M.force_reason;
+    else if (M.o.restart == RESTART_ALWAYS || (M.o.restart == RESTART_ON_FAILURE && failed))
+        why = oom_kills > 0 && WIFSIGNALED(M.wstatus) && WTERMSIG(M.wstatus) == SIGKILL
+                  ? "oom"
+                  : failed ? "failure" : "exit";
+    if (!why)
+        return false;
+    if (!M.force_reason[0] && M.o.restart == RESTART_ON_FAILURE && M.o.restart_max > 0 &&
+        M.restarts >= M.o.restart_max) {
+        mlog("giving up after %llu restarts", (unsigned long long)M.restarts);
+        events_append("restart-giveup", "\"restarts\":%llu,\"maxRetries\":%llu",
+                      (unsigned long long)M.restarts, (unsigned long long)M.o.restart_max);
+        return false;
+    }
+    snprintf(M.restart_reason, sizeof M.restart_reason, "%s", why);
+    M.force_reason[0] = 0;
+
+    int64_t ran = M.run_started_ms ? M.finished_ms - M.run_started_ms : 0;
+    if (ran >= (int64_t)M.o.restart_reset_ms)
+        M.streak = 0;
+    double d = (double)M.o.restart_delay_ms;
+    for (unsigned i = 0; i < M.streak && d < (double)M.o.restart_max_delay_ms; i++)
+        d *= M.o.restart_factor;
+    if (d > (double)M.o.restart_max_delay_ms)
+        d = (double)M.o.restart_max_delay_ms;
+    if (M.o.restart_jitter > 0) {
+        static unsigned seed;
+        if (!seed)
+            seed = (unsigned)getpid() ^ (unsigned)now_ms();
+        double r = (double)rand_r(&seed) / RAND_MAX; /* [0, 1] */
+        d *= 1 + M.o.restart_jitter * (2 * r - 1);
+    }
+    int64_t delay = (int64_t)(d + 0.5);
+    M.streak++;
+    M.restarts++;
+    /* From the exit, not from now: draining the output is not part of the delay. */
+    M.restart_due_ms = M.finished_ms + delay;
+    struct timespec at = M.finished;
+    at.tv_sec += delay / 1000;
+    at.tv_nsec += (delay % 1000) * 1000000L;
+    if (at.tv_nsec >= 1000000000L) {
+        at.tv_sec++;
+        at.tv_nsec -= 1000000000L;
+    }
+    char ts[64];
+    fmt_time(&at, ts, sizeof ts);
+    mlog("restarting in %lld ms (attempt %llu, %s)", (long long)delay,
+         (unsigned long long)M.restarts, why);
+    events_append("restart-scheduled",
+                  "\"attempt\":%llu,\"delayMs\":%lld,\"reason\":\"%s\",\"restartAt\":\"%s\"",
+                  (unsigned long long)M.restarts, (long long)delay, why, ts);
+    return true;
+}
+
+/* The backoff: serves ctl (and attach connections, for the next run) until the restart
+ * is due. false: an operator's `hold` called it off. */
+static bool wait_restart(void)
+{
+    struct pollset ps = {0};
+    bool go = true;
+    for (;;) {
+        if (M.held) {
+            mlog("restart called off");
+            go = false;
+            break;
+        }
+        int64_t now = now_ms();
+        if (now >= M.restart_due_ms)
+            break;
+        build_pollset(&ps, false);
+        int r = poll(ps.pfd, ps.n, (int)(M.restart_due_ms - now));
+        if (r < 0) {
+            if (errno != EINTR)
+                mlog("poll: %s", strerror(errno));
+            continue;
+        }
+        dispatch(&ps);
+        sweep_conns();
+    }
+    free(ps.pfd);
+    free(ps.tag);
+    free(ps.conn);
+    return go;
+}
+
+/* Runs the container again: `runc create` and `runc start`. A failure counts as a run
+ * that exited with 128, so the policy and the backoff apply to it as to any exit. */
+static void restart_container(void)
+{
+    char err[1024] = "";
+    M.reaped = false;
+    M.started = false;
+    M.init_pid = 0;
+    M.wstatus = 0;
+    M.run_started_ms = 0;
+    oom_reset();
+    int rc = create_container(err, sizeof err);
+    if (rc == 0) {
+        check_init_parent();
+        oom_watch_start();
+        static const char *const cmd[] = {"start", NULL};
+        int st = runc_helper(cmd, err, sizeof err);
+        if (st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0) {
+            M.started = true;
+            M.run_started_ms = now_ms();
+            mlog("restarted container, init pid %d", (int)M.init_pid);
+            events_append("restart", "\"attempt\":%llu,\"pid\":%d,\"reason\":\"%s\"",
+                          (unsigned long long)M.restarts, (int)M.init_pid, M.restart_reason);
+            return;
+        }
+        rc = -1;
+    }
+    mlog("restart failed: %s", err);
+    struct buf b = {0};
+    json_escape(&b, err);
+    char *msg = buf_strdup(&b);
+    buf_free(&b);
+    events_append("restart-failed", "\"attempt\":%llu,\"error\":\"%.900s\"",
+                  (unsigned long long)M.restarts, msg);
+    free(msg);
+    /* A failed run: reaped at once with 128, so that end_run() and the policy see it. */
+    if (M.created && runc_state_exists())
+        runc_delete();
+    M.created = false;
+    reap_children();
+    close_run_fds();
+    M.reaped = true;
+    M.wstatus = 128 << 8;
+    clock_gettime(CLOCK_REALTIME, &M.finished);
+    M.finished_ms = now_ms();
+}
+
 static void finish(void)
 {
     logw_finish(LOG_FLUSH_MS);
-    uint64_t oom_kills = oom_check(); /* before `runc delete` removes the cgroup */
-    oom_watch_stop();
     announce_events(); /* every event is in events.jsonl before exit.json is written */
-    runc_delete();
-    reap_children(); /* whatever runc delete killed or orphaned */
-    write_exit_json(oom_kills);
+    write_exit_json(M.oom_kills);
     /* Remove the files before closing the clients: a client's EOF tells berthd that
      * exit.json is final and that no monitor is left behind these paths. */
     remove_files();
@@ -1146,7 +1448,10 @@ static int cmd_run(int argc, char **argv)
     setup_process();
     setup_log();
     oom_init(M.o.oom_file);
-    create_container();
+    M.restarts = M.o.restart_count;
+    char err[1024];
+    if (create_container(err, sizeof err) < 0)
+        fail("%s", err);
     check_init_parent();
     oom_watch_start(); /* the cgroup exists now */
     start_listening();
@@ -1156,7 +1461,12 @@ static int cmd_run(int argc, char **argv)
              (int)M.init_pid);
     sync_report(ok);
 
-    event_loop();
+    for (;;) {
+        event_loop();
+        if (!plan_restart(end_run()) || !wait_restart())
+            break;
+        restart_container();
+    }
     finish();
     return 0;
 }

@@ -21,16 +21,16 @@ int events_open(const char *path, int wake_fd)
     return ev_fd < 0 ? -1 : 0;
 }
 
-void events_append(const char *type, const char *fields, ...)
+static void append_v(const struct timespec *at, const char *type, const char *fields, va_list ap)
 {
-    char body[512], ts[64], line[768];
-    va_list ap;
-    va_start(ap, fields);
+    char body[1536], ts[64], line[1700];
     vsnprintf(body, sizeof body, fields, ap);
-    va_end(ap);
     struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    fmt_time(&now, ts, sizeof ts);
+    if (!at) {
+        clock_gettime(CLOCK_REALTIME, &now);
+        at = &now;
+    }
+    fmt_time(at, ts, sizeof ts);
     int n = snprintf(line, sizeof line, "{\"type\":\"%s\"%s%s,\"time\":\"%s\"}\n", type,
                      body[0] ? "," : "", body, ts);
     if (n < 0 || (size_t)n >= sizeof line)
@@ -54,6 +54,22 @@ void events_append(const char *type, const char *fields, ...)
         ssize_t r = write(ev_wake, &one, sizeof one);
         (void)r; /* only EAGAIN at counter overflow, and then the loop is awake anyway */
     }
+}
+
+void events_append(const char *type, const char *fields, ...)
+{
+    va_list ap;
+    va_start(ap, fields);
+    append_v(NULL, type, fields, ap);
+    va_end(ap);
+}
+
+void events_append_at(const struct timespec *at, const char *type, const char *fields, ...)
+{
+    va_list ap;
+    va_start(ap, fields);
+    append_v(at, type, fields, ap);
+    va_end(ap);
 }
 
 unsigned events_take_unannounced(void)

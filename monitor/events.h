@@ -7,6 +7,8 @@
 #ifndef BERTH_EVENTS_H
 #define BERTH_EVENTS_H
 
+#include <time.h>
+
 /* Opens (creates) the file. wake_fd: eventfd written after each append. -1 + errno. */
 int events_open(const char *path, int wake_fd);
 
@@ -14,6 +16,10 @@ int events_open(const char *path, int wake_fd);
  * for the JSON members between type and time, without leading/trailing comma ("" for
  * none). Safe from any thread. */
 void events_append(const char *type, const char *fields, ...) __attribute__((format(printf, 2, 3)));
+
+/* The same with the time the event happened, rather than now. */
+void events_append_at(const struct timespec *at, const char *type, const char *fields, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* Number of events appended since the last call (the loop announces each once). */
 unsigned events_take_unannounced(void);

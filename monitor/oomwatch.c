@@ -168,3 +168,10 @@ void oom_watch_stop(void)
     xclose(&O.fd);
     O.next_recheck = N_RECHECK;
 }
+
+void oom_reset(void)
+{
+    O.kills = 0;
+    O.known = false;
+    O.read_failed = false;
+}

@@ -18,6 +18,8 @@ int oom_watch_fd(void);                /* -1 if none */
 void oom_watch_ready(int64_t now);     /* the fd is readable */
 void oom_watch_tick(int64_t now, int *timeout); /* re-checks after a notification */
 void oom_watch_stop(void);             /* before `runc delete` removes the cgroup */
+/* Forgets the counter: a restarted container has a new cgroup that counts from 0. */
+void oom_reset(void);
 /* Reads the counter now (appending an `oom` event if it grew); returns the total as
  * far as known (the last value read if the file cannot be read). */
 uint64_t oom_check(void);

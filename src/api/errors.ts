@@ -15,6 +15,7 @@ const STATUS: Record<ErrorClass, number> = {
 export function statusFor(e: BerthError): number {
   if (e.code === 'NOT_IMPLEMENTED') return 501;
   if (e.code === 'REQUEST_TOO_LARGE') return 413;
+  if (e.code === 'EVENTS_PRUNED') return 410;
   if (e.code === 'COMMAND_NOT_FOUND' || e.code === 'COMMAND_NOT_EXECUTABLE') return 400;
   return STATUS[e.class];
 }

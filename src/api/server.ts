@@ -24,6 +24,7 @@ import { errorReply, toBerthError } from './errors.ts';
 import { UpgradeRouter } from './upgrade.ts';
 import { truthy } from './query.ts';
 import { registerLogRoutes } from './logs.ts';
+import { registerEventRoutes } from './events.ts';
 import { metricsRegistry, registerMetricsRoutes } from './metrics.ts';
 
 export interface ApiDeps {
@@ -96,6 +97,33 @@ const CreateBody = Type.Object(
     ),
     consoleSize: Type.Optional(ConsoleSize),
     resources: Type.Optional(ResourcesBody),
+    restartPolicy: Type.Optional(
+      Type.Object(
+        {
+          name: Type.String({ maxLength: 32 }),
+          maximumRetryCount: Type.Optional(Type.Integer({ minimum: 0 })),
+          delayMs: Type.Optional(Type.Integer({ minimum: 0 })),
+          maxDelayMs: Type.Optional(Type.Integer({ minimum: 0 })),
+          factor: Type.Optional(Type.Number()),
+          resetAfterMs: Type.Optional(Type.Integer({ minimum: 0 })),
+          jitter: Type.Optional(Type.Number()),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    healthcheck: Type.Optional(
+      Type.Object(
+        {
+          test: Type.Optional(Type.Array(Type.String({ maxLength: 65536 }), { maxItems: 1024 })),
+          intervalMs: Type.Optional(Type.Integer({ minimum: 0 })),
+          timeoutMs: Type.Optional(Type.Integer({ minimum: 0 })),
+          retries: Type.Optional(Type.Integer({ minimum: 0 })),
+          startPeriodMs: Type.Optional(Type.Integer({ minimum: 0 })),
+          onFailure: Type.Optional(Type.String({ maxLength: 16 })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
   },
   { additionalProperties: false },
 );
@@ -258,6 +286,20 @@ export function buildApi(deps: ApiDeps): {
     },
   );
 
+  app.post(
+    '/v1/containers/:id/rename',
+    {
+      schema: {
+        params: IdParams,
+        querystring: Type.Object({ name: Type.String({ minLength: 1, maxLength: 128 }) }),
+      },
+    },
+    async (req: IdReq, reply) => {
+      await containers.rename(req.params.id, (req.query as { name: string }).name);
+      return reply.code(204).send();
+    },
+  );
+
   app.delete(
     '/v1/containers/:id',
     { schema: { params: IdParams, querystring: Type.Object({ force: BoolQ, v: BoolQ }) } },
@@ -414,63 +456,7 @@ export function buildApi(deps: ApiDeps): {
 
   // ---- events ----
 
-  app.get(
-    '/v1/events',
-    {
-      schema: {
-        querystring: Type.Object({
-          since: Type.Optional(Type.Integer({ minimum: 0 })),
-          follow: BoolQ,
-        }),
-      },
-    },
-    async (req, reply) => {
-      const q = req.query as { since?: number; follow?: string };
-      let cursor = q.since ?? 0;
-      reply.hijack();
-      const res = reply.raw;
-      res.writeHead(200, { 'Content-Type': 'application/x-ndjson' });
-      res.flushHeaders();
-      // Always read from the store at our own pace: a slow reader only delays itself. A
-      // batch at a time; a full socket stops the reading until it drains.
-      let done = false;
-      let reading = false;
-      const pump = () => {
-        if (reading || done) return;
-        reading = true;
-        try {
-          for (;;) {
-            const batch = events.after(cursor, 500);
-            let text = '';
-            for (const e of batch) {
-              cursor = e.seq;
-              text += JSON.stringify({ ...e, timeNano: e.timeNano.toString() }) + '\n';
-            }
-            const room = text ? res.write(text) : true;
-            if (batch.length < 500) {
-              if (!truthy(q.follow)) {
-                done = true;
-                res.end();
-              }
-              return;
-            }
-            if (!room) return; // 'drain' calls us again
-          }
-        } finally {
-          reading = false;
-        }
-      };
-      const off = events.onAppend(() => {
-        if (!res.writableNeedDrain) pump();
-      });
-      res.on('drain', pump);
-      res.on('close', () => {
-        done = true;
-        off();
-      });
-      pump();
-    },
-  );
+  registerEventRoutes(app, events);
 
   // ---- hijacked streams ----
 

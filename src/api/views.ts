@@ -26,10 +26,19 @@ function ago(iso: string, now: number): string {
   return `${Math.round(h / 24)} days`;
 }
 
+function healthSuffix(c: ContainerRecord): string {
+  if (!c.config.healthcheck || !c.health) return '';
+  return c.health.status === 'starting' ? ' (health: starting)' : ` (${c.health.status})`;
+}
+
 export function statusText(c: ContainerRecord, now = Date.now()): string {
   switch (dockerState(c)) {
     case 'running':
-      return `Up ${ago(c.startedAt, now)}`;
+      return `Up ${ago(c.startedAt, now)}${healthSuffix(c)}`;
+    case 'restarting':
+      return c.finishedAt
+        ? `Restarting (${c.exitCode}) ${ago(c.finishedAt, now)} ago`
+        : `Restarting (${c.exitCode})`;
     case 'exited':
       return c.finishedAt
         ? `Exited (${c.exitCode}) ${ago(c.finishedAt, now)} ago`
@@ -74,15 +83,33 @@ export function containerInspect(c: ContainerRecord, logPath: string): Record<st
       Status: state,
       Running: running,
       Paused: false,
-      Restarting: false,
+      Restarting: state === 'restarting',
       OOMKilled: c.oomKilled,
       OOMKillCount: c.oomKills,
       Dead: false,
       Pid: running ? c.pid : 0,
       ExitCode: c.exitCode,
+      // berth: the signal that ended the last run (0: it exited by itself).
+      ExitSignal: c.signal,
       Error: c.error,
       StartedAt: c.startedAt || ZERO_TIME,
       FinishedAt: c.finishedAt || ZERO_TIME,
+      // berth: when the monitor will run it again (while restarting).
+      NextRestartAt: c.nextRestartAt || ZERO_TIME,
+      ...(c.config.healthcheck
+        ? {
+            Health: {
+              Status: c.health?.status ?? 'starting',
+              FailingStreak: c.health?.failingStreak ?? 0,
+              Log: (c.health?.log ?? []).map((r) => ({
+                Start: r.start,
+                End: r.end,
+                ExitCode: r.exitCode,
+                Output: r.output,
+              })),
+            },
+          }
+        : {}),
     },
     Image: `sha256:${c.config.imageId}`,
     ResolvConfPath: '',
@@ -115,12 +142,34 @@ export function containerInspect(c: ContainerRecord, logPath: string): Record<st
       Labels: { ...c.config.labels },
       StopSignal: c.config.stopSignal,
       StopTimeout: c.config.stopTimeout,
+      ...(c.config.healthcheck
+        ? {
+            // Docker's durations are nanoseconds.
+            Healthcheck: {
+              Test: [...c.config.healthcheck.test],
+              Interval: c.config.healthcheck.intervalMs * 1e6,
+              Timeout: c.config.healthcheck.timeoutMs * 1e6,
+              StartPeriod: c.config.healthcheck.startPeriodMs * 1e6,
+              Retries: c.config.healthcheck.retries,
+              OnFailure: c.config.healthcheck.onFailure,
+            },
+          }
+        : {}),
     },
     HostConfig: {
       NetworkMode: c.config.networkMode,
       AutoRemove: c.config.autoRemove,
       ReadonlyRootfs: true,
-      RestartPolicy: { Name: 'no', MaximumRetryCount: 0 },
+      RestartPolicy: {
+        Name: c.config.restart?.name ?? 'no',
+        MaximumRetryCount: c.config.restart?.maxRetries ?? 0,
+        // berth's backoff, in milliseconds.
+        DelayMs: c.config.restart?.delayMs ?? 100,
+        MaxDelayMs: c.config.restart?.maxDelayMs ?? 60_000,
+        Factor: c.config.restart?.factor ?? 2,
+        ResetAfterMs: c.config.restart?.resetAfterMs ?? 10_000,
+        Jitter: c.config.restart?.jitter ?? 0,
+      },
       LogConfig: {
         Type: 'berth-monitor',
         Config: {

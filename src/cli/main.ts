@@ -7,11 +7,18 @@ import { BerthClient, DEFAULT_HOST } from '../client/index.ts';
 import type { ContainerSummary, CreateContainerRequest, ResourcesRequest } from '../types/api.ts';
 import { parseSize } from '../util/size.ts';
 import { parseUlimit } from '../util/ulimit.ts';
+import {
+  addPolicyOptions,
+  healthRequest,
+  restartRequest,
+  type PolicyFlags,
+} from './policy-flags.ts';
 import { BerthError, errorMessage } from '../util/errors.ts';
 import { formatItems, table, truncate } from './output.ts';
 import { initialResize, pumpStream } from './streams.ts';
 import { Demuxer, STDERR } from '../util/stream-frame.ts';
 import { parseTemplate } from './template.ts';
+import { addEventsCommand } from './events.ts';
 
 const collect = (v: string, prev: string[]) => [...prev, v];
 
@@ -78,7 +85,7 @@ function parseLabels(values: string[]): Record<string, string> {
   return out;
 }
 
-interface CreateFlags extends LimitFlags {
+interface CreateFlags extends LimitFlags, PolicyFlags {
   name?: string;
   env: string[];
   envFile: string[];
@@ -98,7 +105,7 @@ interface CreateFlags extends LimitFlags {
 }
 
 function addCreateOptions(c: Command): Command {
-  return c
+  return addPolicyOptions(c)
     .option('--name <name>', 'assign a name to the container')
     .option('-e, --env <KEY=VALUE>', 'set an environment variable', collect, [])
     .option('--env-file <file>', 'read environment variables from a file', collect, [])
@@ -169,6 +176,10 @@ function createRequest(image: string, cmd: string[], f: CreateFlags): CreateCont
   };
   const limits = limitsRequest(f);
   if (limits) req.resources = limits;
+  const restart = restartRequest(f);
+  if (restart) req.restartPolicy = restart;
+  const health = healthRequest(f);
+  if (health) req.healthcheck = health;
   if (cmd.length > 0) req.cmd = cmd;
   if (f.name !== undefined) req.name = f.name;
   if (f.workdir !== undefined) req.workdir = f.workdir;
@@ -387,6 +398,15 @@ export function buildProgram(
         await client().killContainer(n, f.signal);
         out(`${n}\n`);
       });
+    });
+
+  program
+    .command('rename')
+    .description('Rename a container')
+    .argument('<container>')
+    .argument('<new-name>')
+    .action(async (name: string, newName: string) => {
+      await client().renameContainer(name, newName);
     });
 
   program
@@ -700,41 +720,7 @@ export function buildProgram(
       );
     });
 
-  program
-    .command('events')
-    .description('Show events from the durable journal')
-    .option('--since <seq>', 'start after this sequence number', '0')
-    .option('-f, --follow', 'keep streaming new events')
-    .option('--format <format>', 'json, or a Go template')
-    .action(async (f: { since: string; follow?: boolean; format?: string }) => {
-      const res = await client().stream('GET', '/v1/events', {
-        since: intArg(f.since, 'since'),
-        follow: !!f.follow,
-      });
-      let buf = '';
-      for await (const chunk of res) {
-        buf += (chunk as Buffer).toString();
-        let i: number;
-        while ((i = buf.indexOf('\n')) >= 0) {
-          const e = JSON.parse(buf.slice(0, i)) as {
-            seq: number;
-            time: string;
-            type: string;
-            action: string;
-            actorId: string;
-            attributes: Record<string, string>;
-          };
-          buf = buf.slice(i + 1);
-          if (f.format) out(formatItems([e], f.format, () => ''));
-          else
-            out(
-              `${e.time} ${e.seq} ${e.type} ${e.action} ${e.actorId} (${Object.entries(e.attributes)
-                .map(([k, v]) => `${k}=${v}`)
-                .join(', ')})\n`,
-            );
-        }
-      }
-    });
+  addEventsCommand(program, client, out);
 
   program
     .command('logs')

@@ -170,6 +170,11 @@ export class BerthClient {
       query: { signal },
     }).then(() => undefined);
   }
+  renameContainer(id: string, name: string): Promise<void> {
+    return this.call('POST', `/v1/containers/${encodeURIComponent(id)}/rename`, {
+      query: { name },
+    }).then(() => undefined);
+  }
   removeContainer(id: string, force: boolean): Promise<void> {
     return this.call('DELETE', `/v1/containers/${encodeURIComponent(id)}`, {
       query: { force },

@@ -26,6 +26,7 @@ import { Runc } from '../runtime/runc.ts';
 import { Store } from '../store/index.ts';
 import { BerthError, errorMessage } from '../util/errors.ts';
 import { lockRoot } from './lock.ts';
+import { pruneEvents, startEventRetention } from './event-retention.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 // dist/src/daemon -> repository root
@@ -46,6 +47,8 @@ export interface DaemonOptions {
   removedLogRetention: string;
   metricsAddr?: string;
   statsInterval: string;
+  eventsMaxCount: string;
+  eventsMaxAge: string;
 }
 
 export function daemonCommand(): Command {
@@ -80,6 +83,8 @@ export function daemonCommand(): Command {
       'how long logs of removed containers stay in the journal',
       '24h',
     )
+    .option('--events-max-count <n>', 'events kept in the journal, newest first', '1000000')
+    .option('--events-max-age <duration>', 'how long events stay in the journal', '720h')
     .action(async (o: Omit<DaemonOptions, 'socket'> & { socket?: string }) => {
       const runRoot = resolve(o.runRoot);
       await runDaemon({
@@ -133,12 +138,29 @@ export async function runDaemon(o: DaemonOptions): Promise<void> {
       `Invalid removed-log-retention: "${o.removedLogRetention}" is not a duration`,
     );
   }
+  const eventsMaxCount = Number(o.eventsMaxCount);
+  if (!Number.isSafeInteger(eventsMaxCount) || eventsMaxCount < 1) {
+    throw new BerthError(
+      'INVALID_ARGUMENT',
+      `Invalid events-max-count: "${o.eventsMaxCount}" is not a whole number of at least 1`,
+    );
+  }
+  const eventsMaxAgeMs = parseDurationMs(o.eventsMaxAge);
+  if (eventsMaxAgeMs === undefined) {
+    throw new BerthError(
+      'INVALID_ARGUMENT',
+      `Invalid events-max-age: "${o.eventsMaxAge}" is not a duration`,
+    );
+  }
   const lock = lockRoot(o.root);
   // The run root too: a second berthd on another data root but this run root would take
   // the first one's monitors and runc state for leftovers and clean them away.
   const runLock = lockRoot(o.runRoot);
 
   const store = new Store(join(o.root, 'berth.db'));
+  const retention = { maxCount: eventsMaxCount, maxAgeMs: eventsMaxAgeMs };
+  await pruneEvents(store.events, retention, log);
+  const stopRetention = startEventRetention(store.events, retention, log);
   const events = new EventBus(store);
   const cgroups = new Cgroups();
   const runc = new Runc({ binary: o.runc, root: join(o.runRoot, 'runc') });
@@ -226,6 +248,7 @@ export async function runDaemon(o: DaemonOptions): Promise<void> {
       }),
     );
     stats.stop();
+    stopRetention();
     metricsServer?.close();
     containers.detachAll();
     // Hijacked streams (attach, logs -f) would hold close() open forever.

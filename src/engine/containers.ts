@@ -2,7 +2,7 @@
 // before it is acted on or announced; containers live under their own monitors, never as
 // berthd's children.
 import { EventEmitter, once } from 'node:events';
-import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { hostname as osHostname } from 'node:os';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
@@ -18,13 +18,15 @@ import {
   type ExitRecord,
 } from '../runtime/monitor.ts';
 import type { Runc } from '../runtime/runc.ts';
-import { buildSpec, linuxResources, type TmpfsMount } from '../runtime/spec.ts';
+import { buildProcess, buildSpec, linuxResources, type TmpfsMount } from '../runtime/spec.ts';
 import type { Store } from '../store/index.ts';
 import type { CreateContainerRequest, ResourcesRequest, WaitCondition } from '../types/api.ts';
 import type {
   ContainerConfig,
   ContainerRecord,
   ContainerState,
+  ContainerUpdate,
+  HealthState,
   NetworkMode,
 } from '../types/domain.ts';
 import { BerthError, errorMessage, invalid } from '../util/errors.ts';
@@ -41,6 +43,15 @@ import { assertCan } from './lifecycle.ts';
 import { KeyedMutex } from './mutex.ts';
 import { generateName } from './names.ts';
 import { newContainerRecord } from './records.ts';
+import { checkHealthcheck } from './health-config.ts';
+import { runProbe } from './health-exec.ts';
+import { HealthService } from './health.ts';
+import {
+  checkRestartPolicy,
+  monitorRestartArgs,
+  NO_RESTART as NO_RESTART_POLICY,
+  startsWithDaemon,
+} from './restart-policy.ts';
 
 export interface ContainerEngineOptions {
   readonly dataRoot: string;
@@ -95,6 +106,7 @@ export class ContainerEngine {
   private readonly notify = new EventEmitter();
   private readonly nofile = hardNofile();
   private readonly host: HostLimits = readHostLimits();
+  private readonly health: HealthService;
   private monitorCgroupProcs: string[] = [];
 
   constructor(
@@ -116,6 +128,14 @@ export class ContainerEngine {
     this.log = log;
     this.opts = opts;
     this.notify.setMaxListeners(0);
+    this.health = new HealthService(
+      {
+        probe: (id, argv, timeoutMs) => this.probe(id, argv, timeoutMs),
+        record: (id, state, changed) => this.recordHealth(id, state, changed),
+        unhealthy: (id) => this.onUnhealthy(id),
+      },
+      log,
+    );
   }
 
   init(): void {
@@ -194,6 +214,13 @@ export class ContainerEngine {
     }
     const log = parseLogOpts(req.logOpts ?? {}, this.logs.defaults);
     const resources = checkResources(req.resources ?? {}, this.host);
+    const restart = checkRestartPolicy(req.restartPolicy);
+    if (restart.name !== 'no' && req.autoRemove)
+      throw invalid(
+        'restartPolicy',
+        `conflicts with autoRemove: a ${restart.name} container is never removed on exit`,
+      );
+    const healthcheck = checkHealthcheck(req.healthcheck, image.config.healthcheck);
     const user = req.user ?? image.config.user;
     await resolveUser(this.images.rootfs(image.id), user); // fail at create, not at start
 
@@ -217,6 +244,8 @@ export class ContainerEngine {
       stopTimeout: req.stopTimeout ?? 10,
       log,
       resources,
+      restart,
+      ...(healthcheck ? { healthcheck } : {}),
       ...(req.tty && req.consoleSize ? { consoleSize: req.consoleSize } : {}),
     };
     const rec = newContainerRecord(id, '', config, toLogTime(Date.now()));
@@ -254,11 +283,14 @@ export class ContainerEngine {
     return this.mutex.run(c.id, () => this.startLocked(c.id));
   }
 
-  private async startLocked(id: string): Promise<ContainerRecord> {
+  // reason: why berthd itself starts a container that nobody asked to start (its restart
+  // policy, after a reboot or a lost monitor); the start then counts as a restart.
+  private async startLocked(id: string, reason?: string): Promise<ContainerRecord> {
     const c = this.get(id);
-    if (c.state === 'running') return c;
+    if (c.state === 'running' || c.state === 'restarting') return c;
     assertCan('start', c.state, c.name);
     const prev = c.state;
+    const restartCount = reason ? c.restartCount + 1 : 0;
     this.store.tx(() =>
       // A start makes a new state dir, so the monitor's event file starts over.
       this.store.containers.update(id, {
@@ -267,6 +299,9 @@ export class ContainerEngine {
         stoppedByUser: false,
         eventsOffset: 0,
         oomKills: 0,
+        restartCount,
+        nextRestartAt: '',
+        health: null,
       }),
     );
     const stateDir = this.stateDir(id);
@@ -288,6 +323,7 @@ export class ContainerEngine {
         stdin: c.config.openStdin,
         logMaxSize: c.config.log.maxSize,
         logMaxFiles: c.config.log.maxFiles,
+        restartArgs: monitorRestartArgs(c.config.restart ?? NO_RESTART_POLICY, restartCount),
       });
       conn = await MonitorConnection.connect(stateDir);
       const startedAt = new Date();
@@ -305,15 +341,19 @@ export class ContainerEngine {
         this.events.append(
           {
             type: 'container',
-            action: 'start',
+            action: reason ? 'restart' : 'start',
             actorId: id,
-            attributes: this.attrs(c.config, c.name),
+            attributes: {
+              ...this.attrs(c.config, c.name),
+              ...(reason ? { attempt: String(restartCount), reason } : {}),
+            },
           },
           startedAt,
         );
         return r;
       });
       this.track(id, conn);
+      this.watchHealth(running);
       await this.flushPendingAttach(id);
       await conn.request('start');
       return running;
@@ -383,6 +423,14 @@ export class ContainerEngine {
     return dir;
   }
 
+  private async rewriteBundleResources(id: string, linux: Record<string, unknown>): Promise<void> {
+    const file = join(this.stateDir(id), 'config.json');
+    const spec = JSON.parse(await readFile(file, 'utf8')) as { linux?: Record<string, unknown> };
+    spec.linux = { ...spec.linux, resources: linux };
+    await writeFile(`${file}.tmp`, JSON.stringify(spec));
+    await rename(`${file}.tmp`, file);
+  }
+
   // Removes what a start made: runc state (and so the cgroups), the state dir. Idempotent.
   private async cleanupRuntime(id: string): Promise<void> {
     await this.runc
@@ -431,9 +479,9 @@ export class ContainerEngine {
   private async recordExit(c: ContainerRecord, exit: ExitRecord | undefined): Promise<void> {
     const id = c.id;
     if (!exit) {
-      // The monitor died without an exit record (killed by an operator, or crashed). Never
-      // show such a container as running: kill the orphan and say what happened. Recovery
-      // by restart policy arrives with the restart issue.
+      // The monitor died without an exit record (killed by an operator, crashed, or the
+      // host rebooted). Never show such a container as running: kill the orphan and say
+      // what happened; its restart policy then decides (restartIfPolicy).
       this.log.error({ id }, 'monitor lost; stopping the orphaned container');
       await this.cleanupRuntime(id);
     } else {
@@ -450,7 +498,11 @@ export class ContainerEngine {
         oomKilled: exit?.oomKilled ?? false,
         finishedAt: exit?.finishedAt ?? toLogTime(finishedAt.getTime()),
         error: exit ? '' : 'monitor lost',
+        nextRestartAt: '',
+        pid: 0,
       });
+      // With an exit record the monitor has put the `die` in its event file (ingested
+      // above, with its real time); without one, berthd says what it knows.
       if (!exit) {
         this.events.append({
           type: 'container',
@@ -458,28 +510,55 @@ export class ContainerEngine {
           actorId: id,
           attributes: this.attrs(c.config, c.name),
         });
-      }
-      this.events.append(
-        {
-          type: 'container',
-          action: 'die',
-          actorId: id,
-          attributes: {
-            ...this.attrs(c.config, c.name),
-            exitCode: String(exitCode),
-            oomKilled: String(exit?.oomKilled ?? false),
+        this.events.append(
+          {
+            type: 'container',
+            action: 'die',
+            actorId: id,
+            attributes: {
+              ...this.attrs(c.config, c.name),
+              exitCode: String(exitCode),
+              signal: '9',
+              oomKilled: 'false',
+            },
           },
-        },
-        finishedAt,
-      );
+          finishedAt,
+        );
+      }
     });
     await rm(this.stateDir(id), { recursive: true, force: true });
+    this.unwatchHealth(id);
     this.closePendingAttach(id);
     this.notify.emit(`exit:${id}`);
     if (c.config.autoRemove)
       await this.removeLocked(id).catch((e: unknown) =>
         this.log.error({ id, err: errorMessage(e) }, 'auto-remove failed'),
       );
+    else if (!exit) this.restartIfPolicy(id, 'monitor-lost');
+  }
+
+  // berthd starts a container itself only when no monitor is left to do it: after a
+  // reboot, or when a monitor died. Docker's rules (startsWithDaemon) say whether; the
+  // delay is the policy's first. Queued behind the container's lock, so an operator's
+  // stop or start in between wins.
+  private restartIfPolicy(id: string, reason: string): void {
+    const c = this.store.containers.get(id);
+    const p = c?.config.restart;
+    if (!c || !p || !startsWithDaemon(p, c.stoppedByUser, c.exitCode, c.restartCount)) return;
+    const at = Date.now() + p.delayMs;
+    this.store.tx(() => this.store.containers.update(id, { nextRestartAt: toLogTime(at) }));
+    setTimeout(() => {
+      void this.mutex
+        .run(id, async () => {
+          const cur = this.store.containers.get(id);
+          if (!cur || cur.state !== 'exited' || cur.nextRestartAt !== toLogTime(at)) return;
+          this.log.info({ id, reason }, 'starting by restart policy');
+          await this.startLocked(id, reason);
+        })
+        .catch((e: unknown) =>
+          this.log.error({ id, err: errorMessage(e) }, 'restart by policy failed'),
+        );
+    }, p.delayMs).unref();
   }
 
   private readonly ingesting = new Map<string, Promise<void>>();
@@ -516,29 +595,75 @@ export class ContainerEngine {
     const { events, offset } = await readMonitorEvents(this.stateDir(id), c.eventsOffset);
     if (offset === c.eventsOffset) return false;
     let rotated = false;
-    let dropped = 0;
-    let oomKills = c.oomKills;
+    let exited = false;
+    let restarted: ContainerRecord | undefined;
     this.store.tx(() => {
+      // The record as the events leave it, in order: one run's exit, the restart planned,
+      // the next run's start, each with the time the monitor saw it happen.
+      let u: ContainerUpdate = {};
+      let oomKills = c.oomKills;
+      let dropped = 0;
       for (const e of events) {
         const { type, time, ...rest } = e;
-        if (type === 'log-rotated') rotated = true;
-        if (type === 'log-dropped') dropped += Number(rest['bytes']) || 0;
-        if (type === 'oom') oomKills = Math.max(oomKills, Number(rest['oomKills']) || 0);
+        const at = new Date(time);
+        const when = Number.isNaN(at.getTime()) ? new Date() : at;
         const attributes: Record<string, string> = { ...this.attrs(c.config, c.name) };
         for (const [k, v] of Object.entries(rest)) attributes[k] = String(v);
-        const at = new Date(time);
-        this.events.append(
-          { type: 'container', action: type, actorId: id, attributes },
-          Number.isNaN(at.getTime()) ? new Date() : at,
-        );
+        let action = type;
+        switch (type) {
+          case 'log-rotated':
+            rotated = true;
+            break;
+          case 'log-dropped':
+            dropped += Number(rest['bytes']) || 0;
+            break;
+          case 'oom':
+            oomKills = Math.max(oomKills, Number(rest['oomKills']) || 0);
+            break;
+          case 'exit':
+            // Docker's name for it, so docker's filters and tools see it.
+            action = 'die';
+            exited = true;
+            u = {
+              ...u,
+              exitCode: Number(rest['exitCode']) || 0,
+              signal: Number(rest['signal']) || 0,
+              oomKilled: rest['oomKilled'] === true,
+              finishedAt: toLogTime(when.getTime()),
+            };
+            break;
+          case 'restart-scheduled':
+            u = { ...u, state: 'restarting', nextRestartAt: String(rest['restartAt'] ?? '') };
+            break;
+          case 'restart':
+            oomKills = 0;
+            u = {
+              ...u,
+              state: 'running',
+              pid: Number(rest['pid']) || 0,
+              startedAt: toLogTime(when.getTime()),
+              restartCount: Number(rest['attempt']) || c.restartCount + 1,
+              nextRestartAt: '',
+              health: null,
+            };
+            break;
+        }
+        this.events.append({ type: 'container', action, actorId: id, attributes }, when);
       }
-      this.store.containers.update(id, {
+      const r = this.store.containers.update(id, {
+        ...u,
         eventsOffset: offset,
         logDroppedBytes: c.logDroppedBytes + dropped,
         oomKills,
       });
+      if (u.state === 'running') restarted = r;
     });
     if (rotated) this.logs.onRotated(id, c.config.log);
+    if (exited) {
+      this.unwatchHealth(id);
+      this.notify.emit(`exit:${id}`);
+    }
+    if (restarted) this.watchHealth(restarted);
     return true;
   }
 
@@ -548,7 +673,14 @@ export class ContainerEngine {
     const c = this.resolve(ref);
     return this.mutex.run(c.id, async () => {
       const cur = this.get(c.id);
-      if (cur.state !== 'running') return false;
+      if (cur.state !== 'running' && cur.state !== 'restarting') {
+        // A restart berthd itself has scheduled (restartIfPolicy) is called off too.
+        if (cur.nextRestartAt)
+          this.store.tx(() =>
+            this.store.containers.update(c.id, { stoppedByUser: true, nextRestartAt: '' }),
+          );
+        return false;
+      }
       this.store.tx(() => {
         this.store.containers.update(c.id, { stoppedByUser: true });
         this.events.append({
@@ -565,11 +697,14 @@ export class ContainerEngine {
     });
   }
 
-  // Sends sig, waits up to ms for the exit, then SIGKILL and waits again.
+  // Sends sig, waits up to ms for the exit, then SIGKILL and waits again. The monitor is
+  // told first that this run is the last, so no restart policy brings it back (and a
+  // restart it is waiting to do is called off, which ends it at once).
   private async signalAndWait(id: string, sig: number, ms: number): Promise<void> {
     const live = this.live.get(id);
     if (!live) return;
     const exited = live.conn.closed;
+    await live.conn.request('hold').catch(() => undefined);
     await live.conn.request(`kill ${sig}`).catch(() => undefined);
     const timedOut = await Promise.race([exited.then(() => false), delay(ms).then(() => true)]);
     if (timedOut) {
@@ -593,8 +728,11 @@ export class ContainerEngine {
       assertCan('kill', cur.state, cur.name);
       const live = this.live.get(c.id);
       if (!live) throw new BerthError('MONITOR_LOST', `Container ${c.name} has no monitor`);
+      // Signals that end a process by default are an operator stopping the container, as
+      // with docker kill: the restart policy no longer applies. A SIGHUP to reload is not.
+      const ends = sig === 9 || sig === 15 || sig === 2 || sig === 3;
       this.store.tx(() => {
-        if (sig === 9 || sig === 15) this.store.containers.update(c.id, { stoppedByUser: true });
+        if (ends) this.store.containers.update(c.id, { stoppedByUser: true });
         this.events.append({
           type: 'container',
           action: 'kill',
@@ -603,8 +741,11 @@ export class ContainerEngine {
         });
       });
       try {
+        if (ends) await live.conn.request('hold');
         await live.conn.request(`kill ${sig}`);
       } catch (e) {
+        // Between two runs there is no process; the hold has called the restart off.
+        if (ends && cur.state === 'restarting') return;
         throw new BerthError(
           'CONTAINER_NOT_RUNNING',
           `Cannot kill container ${c.name}: ${errorMessage(e)}`,
@@ -619,13 +760,42 @@ export class ContainerEngine {
     return this.start(c.id);
   }
 
+  // ---- rename ----
+
+  rename(ref: string, newName: string): Promise<void> {
+    const name = newName.replace(/^\//, '');
+    if (!NAME_PATTERN.test(name))
+      throw invalid('name', `"${newName}" must match ${NAME_PATTERN.source}`);
+    const c = this.resolve(ref);
+    return this.mutex.run(c.id, async () => {
+      const cur = this.get(c.id);
+      if (cur.name === name) return;
+      this.store.tx(() => {
+        if (this.store.containers.byName(name))
+          throw new BerthError(
+            'CONTAINER_NAME_IN_USE',
+            `Conflict: the container name "${name}" is already in use`,
+            { field: 'name' },
+          );
+        this.store.containers.update(c.id, { name });
+        this.events.append({
+          type: 'container',
+          action: 'rename',
+          actorId: c.id,
+          attributes: { ...this.attrs(cur.config, name), oldName: cur.name },
+        });
+      });
+      await this.logs.renamed(c.id, name);
+    });
+  }
+
   // ---- remove ----
 
   remove(ref: string, force = false): Promise<void> {
     const c = this.resolve(ref);
     return this.mutex.run(c.id, async () => {
       const cur = this.get(c.id);
-      if (cur.state === 'running' && force) {
+      if ((cur.state === 'running' || cur.state === 'restarting') && force) {
         await this.signalAndWait(c.id, 9, 10_000);
       } else {
         assertCan('remove', cur.state, cur.name);
@@ -688,7 +858,8 @@ export class ContainerEngine {
     const c = this.resolve(ref);
     assertCan('attach', c.state, c.name);
     const client: AttachClient = { socket, stdin };
-    if (c.state === 'running' && this.live.has(c.id)) {
+    // Between two runs the monitor already takes clients for the next one.
+    if ((c.state === 'running' || c.state === 'restarting') && this.live.has(c.id)) {
       await this.connectClient(c.id, client);
       return;
     }
@@ -756,8 +927,11 @@ export class ContainerEngine {
     return this.mutex.run(c.id, async () => {
       const cur = this.get(c.id);
       const resources = checkResources(req, this.host, cur.config.resources ?? {});
-      if (cur.state === 'running')
-        await this.runc.update(c.id, linuxResources(resources, this.opts.pidsLimit));
+      const linux = linuxResources(resources, this.opts.pidsLimit);
+      if (cur.state === 'running') await this.runc.update(c.id, linux);
+      // The monitor runs the next restart from this bundle: it must have the new limits.
+      if (cur.state === 'running' || cur.state === 'restarting')
+        await this.rewriteBundleResources(c.id, linux);
       return this.store.tx(() => {
         const r = this.store.containers.updateConfig(c.id, { ...cur.config, resources });
         this.events.append({
@@ -838,7 +1012,11 @@ export class ContainerEngine {
     const id = c.id;
     switch (c.state) {
       case 'created':
+        return 'none';
       case 'exited':
+        // Docker's rule at daemon start: `always` comes back (even if it was stopped),
+        // `unless-stopped` unless it was stopped.
+        this.restartIfPolicy(id, 'daemon-start');
         return 'none';
       case 'removing':
         await this.removeLocked(id);
@@ -892,6 +1070,7 @@ export class ContainerEngine {
           }),
         );
         this.ingestSoon(id);
+        this.watchHealth(c);
         // A start that was recorded but not yet sent when berthd died.
         await conn.request('start').catch(() => undefined);
         return 'adopted';
@@ -899,8 +1078,96 @@ export class ContainerEngine {
     }
   }
 
+  // ---- health ----
+
+  private watchHealth(c: ContainerRecord): void {
+    const hc = c.config.healthcheck;
+    if (!hc || (c.state !== 'running' && c.state !== 'stopping')) return;
+    this.health.watch(c.id, hc, Date.parse(c.startedAt) || Date.now(), c.health);
+  }
+
+  private unwatchHealth(id: string): void {
+    this.health.unwatch(id);
+  }
+
+  // A probe runs as the container's user, with its environment, like docker's.
+  private async probe(
+    id: string,
+    argv: readonly string[],
+    timeoutMs: number,
+  ): Promise<{ exitCode: number; output: string }> {
+    const c = this.get(id);
+    const user = await resolveUser(this.images.rootfs(c.config.imageId), c.config.user);
+    const proc = buildProcess({
+      args: [...argv],
+      env: mergeEnv([`HOSTNAME=${c.config.hostname}`, `HOME=${user.home}`], c.config.env),
+      cwd: c.config.workdir,
+      uid: user.uid,
+      gid: user.gid,
+      additionalGids: user.additionalGids,
+      terminal: false,
+      nofileLimit: this.nofile,
+      ulimits: c.config.resources?.ulimits,
+    });
+    return runProbe(this.runc, id, proc, timeoutMs);
+  }
+
+  private recordHealth(id: string, state: HealthState, changed: boolean): void {
+    const c = this.store.containers.get(id);
+    if (!c || (c.state !== 'running' && c.state !== 'stopping')) return;
+    this.store.tx(() => {
+      this.store.containers.update(id, { health: state });
+      if (changed)
+        this.events.append({
+          type: 'container',
+          action: 'health_status',
+          actorId: id,
+          attributes: { ...this.attrs(c.config, c.name), healthStatus: state.status },
+        });
+    });
+  }
+
+  private onUnhealthy(id: string): void {
+    const c = this.store.containers.get(id);
+    const action = c?.config.healthcheck?.onFailure ?? 'none';
+    if (!c || action === 'none' || c.state !== 'running') return;
+    this.log.warn({ id, action }, 'container unhealthy');
+    const act = async () => {
+      const live = this.live.get(id);
+      if (!live) return;
+      this.store.tx(() =>
+        this.events.append({
+          type: 'container',
+          action: 'health-action',
+          actorId: id,
+          attributes: { ...this.attrs(c.config, c.name), action },
+        }),
+      );
+      if (action === 'stop') {
+        await this.stop(id);
+      } else if (action === 'kill') {
+        // The restart policy applies, as to any death.
+        await live.conn.request('kill 9');
+      } else {
+        // Restart whatever the policy: the monitor runs it again after the stop.
+        await live.conn.request('force-restart health');
+        const pid = c.pid;
+        await live.conn.request(`kill ${parseSignal(c.config.stopSignal) ?? 15}`);
+        setTimeout(() => {
+          const cur = this.store.containers.get(id);
+          if (cur?.state === 'running' && cur.pid === pid)
+            void live.conn.request('kill 9').catch(() => undefined);
+        }, c.config.stopTimeout * 1000).unref();
+      }
+    };
+    act().catch((e: unknown) =>
+      this.log.warn({ id, err: errorMessage(e) }, 'acting on an unhealthy container failed'),
+    );
+  }
+
   // berthd shuts down: drop our connections, leave every container and monitor running.
   detachAll(): void {
+    this.health.stopAll();
     for (const [id, l] of this.live) {
       this.live.delete(id);
       l.conn.close();

@@ -111,6 +111,14 @@ export class LogService {
     await writeFile(join(this.dir(id), 'meta.json'), JSON.stringify(meta));
   }
 
+  // The journal shows a container by its current name.
+  async renamed(id: string, name: string): Promise<void> {
+    const p = join(this.dir(id), 'meta.json');
+    if (!existsSync(p)) return;
+    const meta = JSON.parse(readFileSync(p, 'utf8')) as Meta;
+    await writeFile(p, JSON.stringify({ ...meta, name }));
+  }
+
   // The container is gone; its logs stay readable in the journal for a while.
   async retire(id: string): Promise<void> {
     const p = join(this.dir(id), 'meta.json');

@@ -19,6 +19,8 @@ export interface MonitorLaunch {
   readonly stdin: boolean;
   readonly logMaxSize: number;
   readonly logMaxFiles: number;
+  // --restart* options (see engine/restart-policy.ts).
+  readonly restartArgs: readonly string[];
 }
 
 export interface MonitorStarted {
@@ -79,6 +81,7 @@ export function launchMonitor(l: MonitorLaunch): Promise<MonitorStarted> {
     args.push('--log-max-size', String(l.logMaxSize), '--log-max-files', String(l.logMaxFiles));
   if (l.terminal) args.push('--terminal');
   if (l.stdin) args.push('--stdin');
+  args.push(...l.restartArgs);
 
   return new Promise((resolve, reject) => {
     let child: ChildProcess;

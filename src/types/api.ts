@@ -19,6 +19,29 @@ export interface CreateContainerRequest {
   consoleSize?: [number, number];
   logOpts?: Record<string, string>;
   resources?: ResourcesRequest;
+  restartPolicy?: RestartPolicyRequest;
+  healthcheck?: HealthcheckRequest;
+}
+
+// Docker's RestartPolicy, and berth's backoff settings (milliseconds).
+export interface RestartPolicyRequest {
+  name: string;
+  maximumRetryCount?: number;
+  delayMs?: number;
+  maxDelayMs?: number;
+  factor?: number;
+  resetAfterMs?: number;
+  jitter?: number;
+}
+
+// Docker's HealthConfig (durations in milliseconds here), and what to do when unhealthy.
+export interface HealthcheckRequest {
+  test?: string[];
+  intervalMs?: number;
+  timeoutMs?: number;
+  retries?: number;
+  startPeriodMs?: number;
+  onFailure?: string;
 }
 
 // Limits as a client states them; berthd checks them against the host and converts.

@@ -142,6 +142,8 @@ export interface ImageConfig {
   readonly user: string;
   readonly labels: Readonly<Record<string, string>>;
   readonly stopSignal: string;
+  // The image's HEALTHCHECK, if it has one.
+  readonly healthcheck?: HealthConfig;
 }
 
 export interface ImageRecord {

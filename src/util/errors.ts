@@ -60,6 +60,10 @@ export const ERROR_CODES = {
     class: 'FailedPrecondition',
     doc: 'The endpoint or option is not supported by berth',
   },
+  EVENTS_PRUNED: {
+    class: 'FailedPrecondition',
+    doc: 'Events after the requested sequence number are past retention; the message names the oldest retained',
+  },
   INTERNAL: { class: 'Internal', doc: 'An unexpected failure inside berthd' },
 } as const satisfies Record<string, { class: ErrorClass; doc: string }>;
 
