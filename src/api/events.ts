@@ -72,6 +72,11 @@ export function registerEventRoutes(app: FastifyInstance, events: EventBus): voi
       const follow = truthy(q.follow);
       const until = q.until;
       let cursor = q.since ?? 0;
+      if (sinceNano !== undefined) {
+        // Nothing at or after that time yet: start from the newest, for what comes.
+        const first = events.firstSeqSince(sinceNano);
+        cursor = Math.max(cursor, first !== undefined ? first - 1 : events.lastSeq());
+      }
       // Retention deletes a prefix and always keeps the newest event, so the first event
       // after 0 is the oldest retained one, and an empty journal has never had any.
       const oldest = events.after(0, 1)[0]?.seq;

@@ -25,6 +25,14 @@ export class EventBus {
     return this.store.events.after(seq, limit);
   }
 
+  lastSeq(): number {
+    return this.store.events.lastSeq();
+  }
+
+  firstSeqSince(nano: bigint): number | undefined {
+    return this.store.events.firstSeqSince(nano);
+  }
+
   onAppend(fn: (e: EventRecord) => void): () => void {
     this.emitter.on('event', fn);
     return () => this.emitter.off('event', fn);

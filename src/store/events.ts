@@ -76,6 +76,17 @@ export class EventRepo {
     return rows.map(fromRow);
   }
 
+  // The first event at or after a time, through the time index: a `since 10m` reader then
+  // starts there instead of scanning the journal from its oldest event. Times do not grow
+  // with seq (replayed events keep their real times), but every event before the
+  // smallest such seq is older, so starting there skips nothing.
+  firstSeqSince(nano: bigint): number | undefined {
+    const r = this.db.db
+      .prepare('SELECT min(seq) AS seq FROM events WHERE time_nano >= ?')
+      .get(nano) as { seq: number | null };
+    return r.seq ?? undefined;
+  }
+
   // The last sequence number ever given out, pruned or not: AUTOINCREMENT remembers it.
   lastSeq(): number {
     const r = this.db.db.prepare("SELECT seq FROM sqlite_sequence WHERE name = 'events'").get() as

@@ -49,4 +49,5 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE containers ADD COLUMN next_restart_at TEXT NOT NULL DEFAULT '';
   ALTER TABLE containers ADD COLUMN health TEXT NOT NULL DEFAULT '';
   `,
+  `CREATE INDEX events_time ON events (time_nano);`,
 ];

@@ -35,6 +35,15 @@ afterEach(() => {
 });
 
 describe('event journal', () => {
+  it('finds the first event at or after a time, also when late events carry old times', () => {
+    append(10, T0); // seqs 1..10 at T0 .. T0+9m
+    append(2, T0 - 60 * MIN); // 11, 12: replayed late, an hour older
+    const nano = (ms: number) => BigInt(ms) * 1_000_000n;
+    assert.equal(store.events.firstSeqSince(nano(T0 + 5 * MIN)), 6);
+    assert.equal(store.events.firstSeqSince(nano(T0 - 60 * MIN)), 1);
+    assert.equal(store.events.firstSeqSince(nano(T0 + 60 * MIN)), undefined);
+  });
+
   it('is empty at first', () => {
     assert.equal(store.events.lastSeq(), 0);
     assert.equal(store.events.oldestSeq(), 1);
