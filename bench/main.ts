@@ -9,9 +9,11 @@ import { hostInfo, table, writeJson } from './lib/report.ts';
 import { PEER_NAMES, setupPeers, type PeerName, type PeerSet } from './lib/peers.ts';
 import { runScenario, type ScenarioResult } from './lib/runner.ts';
 import type { BenchContext, ScenarioFactory } from './lib/types.ts';
+import { eventsSubscriber } from './scenarios/events-subscriber.ts';
 import { logThroughput } from './scenarios/log-throughput.ts';
 import { logsRead } from './scenarios/logs-read.ts';
 import { monitorMemory } from './scenarios/monitor-memory.ts';
+import { restartLatency } from './scenarios/restart-latency.ts';
 import { runRm } from './scenarios/run-rm.ts';
 import { statsCost } from './scenarios/stats-cost.ts';
 
@@ -21,6 +23,8 @@ const SCENARIOS: Record<string, ScenarioFactory> = {
   'logs-read': logsRead,
   'monitor-memory': monitorMemory,
   'stats-cost': statsCost,
+  'events-subscriber': eventsSubscriber,
+  'restart-latency': restartLatency,
 };
 
 const USAGE = `usage: npm run bench -- [--quick] [--runs N] [--warmup N] [--peers LIST] [SCENARIO...]

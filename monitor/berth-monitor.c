@@ -28,7 +28,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <ftw.h>
 #include <sys/eventfd.h>
+#include <sys/mount.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -66,6 +68,10 @@ struct run_opts {
     uint64_t restart_delay_ms, restart_max_delay_ms, restart_reset_ms;
     double restart_factor, restart_jitter;
     uint64_t restart_count;    /* restarts already done by an earlier monitor */
+    /* A writable root: an overlay the monitor mounts before each run and unmounts after,
+     * so that with overlay_reset every run (a restart too) starts from the image. */
+    char *ov_lower, *ov_upper, *ov_work, *ov_merged;
+    bool overlay_reset;
 };
 
 enum conn_kind { CONN_CTL, CONN_ATTACH };
@@ -213,6 +219,8 @@ static void sync_report(const char *line)
     xclose(&M.o.sync_fd);
 }
 
+static void umount_overlay(void);
+
 /* Start-up failure: clean up first (so that when berthd reads the error, runc's state
  * and our sockets are gone and it may retry the same id at once), then report, exit 1. */
 static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
@@ -226,6 +234,7 @@ static void fail(const char *fmt, ...)
     mlog("start-up failed: %s", msg);
     if (M.created && runc_state_exists())
         runc_delete();
+    umount_overlay();
     remove_files();
     struct buf b = {0};
     buf_puts(&b, "{\"ok\":false,\"error\":\"");
@@ -249,7 +258,8 @@ static void usage_run(void)
             "         [--log-max-files N] [--log-buffer BYTES] [--log-stall-ms MS]\n"
             "         [--restart no|on-failure|always] [--restart-max N] [--restart-delay-ms MS]\n"
             "         [--restart-max-delay-ms MS] [--restart-factor F] [--restart-reset-ms MS]\n"
-            "         [--restart-jitter F] [--restart-count N]\n");
+            "         [--restart-jitter F] [--restart-count N]\n"
+            "         [--overlay LOWER:UPPER:WORK:MERGED [--overlay-reset]]\n");
     exit(2);
 }
 
@@ -280,7 +290,7 @@ static void parse_run_opts(int argc, char **argv)
     enum { OPT_ID = 1, OPT_BUNDLE, OPT_RUNTIME, OPT_ROOT, OPT_STATE, OPT_LOG, OPT_OOM,
            OPT_CG, OPT_TERM, OPT_STDIN, OPT_SYNC, OPT_MAXSIZE, OPT_MAXFILES, OPT_BUFFER,
            OPT_STALL, OPT_RESTART, OPT_RMAX, OPT_RDELAY, OPT_RMAXDELAY, OPT_RFACTOR, OPT_RRESET,
-           OPT_RJITTER, OPT_RCOUNT };
+           OPT_RJITTER, OPT_RCOUNT, OPT_OVERLAY, OPT_OVRESET };
     static const struct option lo[] = {
         {"id", 1, 0, OPT_ID}, {"bundle", 1, 0, OPT_BUNDLE}, {"runtime", 1, 0, OPT_RUNTIME},
         {"runtime-root", 1, 0, OPT_ROOT}, {"state-dir", 1, 0, OPT_STATE},
@@ -292,6 +302,7 @@ static void parse_run_opts(int argc, char **argv)
         {"restart-delay-ms", 1, 0, OPT_RDELAY}, {"restart-max-delay-ms", 1, 0, OPT_RMAXDELAY},
         {"restart-factor", 1, 0, OPT_RFACTOR}, {"restart-reset-ms", 1, 0, OPT_RRESET},
         {"restart-jitter", 1, 0, OPT_RJITTER}, {"restart-count", 1, 0, OPT_RCOUNT},
+        {"overlay", 1, 0, OPT_OVERLAY}, {"overlay-reset", 0, 0, OPT_OVRESET},
         {0, 0, 0, 0}};
     struct run_opts *o = &M.o;
     o->sync_fd = -1;
@@ -349,6 +360,23 @@ static void parse_run_opts(int argc, char **argv)
         case OPT_RRESET: o->restart_reset_ms = parse_count(optarg, 0, 7 * 24 * 3600 * 1000ULL); break;
         case OPT_RJITTER: o->restart_jitter = parse_real(optarg, 0, 1); break;
         case OPT_RCOUNT: o->restart_count = parse_count(optarg, 0, UINT32_MAX); break;
+        case OPT_OVERLAY: {
+            /* LOWER:UPPER:WORK:MERGED, absolute paths without ':' */
+            char *s = strdup(optarg), *p[4];
+            for (int i = 0; i < 4; i++) {
+                p[i] = strsep(&s, ":");
+                if (!p[i] || p[i][0] != '/')
+                    usage_run();
+            }
+            if (s)
+                usage_run();
+            o->ov_lower = p[0];
+            o->ov_upper = p[1];
+            o->ov_work = p[2];
+            o->ov_merged = p[3];
+            break;
+        }
+        case OPT_OVRESET: o->overlay_reset = true; break;
         default: usage_run();
         }
     }
@@ -519,6 +547,49 @@ static void setup_log(void)
         fail("opening %s: %s", M.o.log_path, strerror(errno));
     if (logw_start() < 0)
         fail("starting the log writer: %s", strerror(errno));
+}
+
+static int wipe_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    if (ftw->level == 0)
+        return 0; /* the directory itself stays */
+    if (remove(path) < 0 && errno != ENOENT) {
+        mlog("removing %s: %s", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* Mounts the writable root for the next run; with --overlay-reset first empties the
+ * upper and work directories, so the run sees the image and nothing a run wrote. */
+static int mount_overlay(char *err, size_t errlen)
+{
+    if (!M.o.ov_merged)
+        return 0;
+    umount2(M.o.ov_merged, 0); /* one left by a monitor that was killed: not stacked */
+    if (M.o.overlay_reset &&
+        (nftw(M.o.ov_upper, wipe_entry, 16, FTW_DEPTH | FTW_PHYS) < 0 ||
+         nftw(M.o.ov_work, wipe_entry, 16, FTW_DEPTH | FTW_PHYS) < 0)) {
+        snprintf(err, errlen, "resetting the writable root: %s", strerror(errno));
+        return -1;
+    }
+    char opts[3 * PATH_MAX + 64];
+    snprintf(opts, sizeof opts, "lowerdir=%s,upperdir=%s,workdir=%s", M.o.ov_lower, M.o.ov_upper,
+             M.o.ov_work);
+    if (mount("overlay", M.o.ov_merged, "overlay", MS_NODEV, opts) < 0) {
+        snprintf(err, errlen, "mounting the writable root on %s: %s", M.o.ov_merged,
+                 strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static void umount_overlay(void)
+{
+    if (M.o.ov_merged && umount2(M.o.ov_merged, 0) < 0 && errno != EINVAL)
+        mlog("unmounting %s: %s", M.o.ov_merged, strerror(errno));
 }
 
 /* Runs `runc create` with the container's stdio: pipes, or the console socket. On failure
@@ -1268,6 +1339,7 @@ static uint64_t end_run(void)
         runc_delete();
     M.created = false;
     reap_children(); /* whatever runc delete killed or orphaned */
+    umount_overlay();
     close_run_fds();
     int st = M.wstatus, sig = WIFSIGNALED(st) ? WTERMSIG(st) : 0;
     int64_t ran = M.run_started_ms && M.finished_ms >= M.run_started_ms
@@ -1352,6 +1424,8 @@ static bool wait_restart(void)
 {
     struct pollset ps = {0};
     bool go = true;
+    /* The exit and the plan reach berthd now, not after the next run has started. */
+    announce_events();
     for (;;) {
         if (M.held) {
             mlog("restart called off");
@@ -1388,7 +1462,9 @@ static void restart_container(void)
     M.wstatus = 0;
     M.run_started_ms = 0;
     oom_reset();
-    int rc = create_container(err, sizeof err);
+    int rc = mount_overlay(err, sizeof err);
+    if (rc == 0)
+        rc = create_container(err, sizeof err);
     if (rc == 0) {
         check_init_parent();
         oom_watch_start();
@@ -1417,6 +1493,7 @@ static void restart_container(void)
         runc_delete();
     M.created = false;
     reap_children();
+    umount_overlay();
     close_run_fds();
     M.reaped = true;
     M.wstatus = 128 << 8;
@@ -1450,7 +1527,7 @@ static int cmd_run(int argc, char **argv)
     oom_init(M.o.oom_file);
     M.restarts = M.o.restart_count;
     char err[1024];
-    if (create_container(err, sizeof err) < 0)
+    if (mount_overlay(err, sizeof err) < 0 || create_container(err, sizeof err) < 0)
         fail("%s", err);
     check_init_parent();
     oom_watch_start(); /* the cgroup exists now */

@@ -174,7 +174,11 @@ export class BenchDaemon {
     if (p && p.exitCode === null && p.signalCode === null && p.pid !== undefined) {
       const exited = new Promise((r) => p.once('exit', r));
       p.kill('SIGTERM');
-      const t = await Promise.race([exited.then(() => 'exited'), sleep(10_000, 'timeout')]);
+      // An unref'd timer, so a prompt exit does not keep the bench alive for the full 10 s.
+      const t = await Promise.race([
+        exited.then(() => 'exited'),
+        sleep(10_000, 'timeout', { ref: false }),
+      ]);
       if (t === 'timeout' && pidAlive(p.pid)) {
         p.kill('SIGKILL');
         await exited;

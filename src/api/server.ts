@@ -1,5 +1,6 @@
 // The native HTTP API on berthd's unix socket. Requests are validated here, at the edge,
 // before the engine is asked for anything; errors leave as {code, message}.
+import type { ContainerRecord } from '../types/domain.ts';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex, Readable } from 'node:stream';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
@@ -15,6 +16,7 @@ import {
   type ImageService,
   type LogService,
   type StatsService,
+  type VolumeService,
 } from '../engine/index.ts';
 import type { WaitCondition } from '../types/api.ts';
 import { BerthError, invalid } from '../util/errors.ts';
@@ -25,6 +27,7 @@ import { UpgradeRouter } from './upgrade.ts';
 import { truthy } from './query.ts';
 import { registerLogRoutes } from './logs.ts';
 import { registerEventRoutes } from './events.ts';
+import { registerVolumeRoutes } from './volumes.ts';
 import { metricsRegistry, registerMetricsRoutes } from './metrics.ts';
 
 export interface ApiDeps {
@@ -34,6 +37,7 @@ export interface ApiDeps {
   readonly events: EventBus;
   readonly logs: LogService;
   readonly stats: StatsService;
+  readonly volumes: VolumeService;
   readonly version: string;
 }
 
@@ -111,6 +115,28 @@ const CreateBody = Type.Object(
         { additionalProperties: false },
       ),
     ),
+    mounts: Type.Optional(
+      Type.Array(
+        Type.Object(
+          {
+            type: Type.String({ maxLength: 16 }),
+            source: Type.Optional(Type.String({ maxLength: 4096 })),
+            target: Type.String({ maxLength: 4096 }),
+            readOnly: Type.Optional(Type.Boolean()),
+            options: Type.Optional(Type.Array(Type.String({ maxLength: 16 }), { maxItems: 8 })),
+            sizeBytes: Type.Optional(Type.Integer({ minimum: 0 })),
+            mode: Type.Optional(Type.String({ maxLength: 8 })),
+            createHostPath: Type.Optional(Type.Boolean()),
+          },
+          { additionalProperties: false },
+        ),
+        { maxItems: 128 },
+      ),
+    ),
+    shmSizeBytes: Type.Optional(Type.Integer({ minimum: 0 })),
+    readWrite: Type.Optional(Type.Boolean()),
+    writableSizeBytes: Type.Optional(Type.Integer({ minimum: 0 })),
+    ephemeral: Type.Optional(Type.Boolean()),
     healthcheck: Type.Optional(
       Type.Object(
         {
@@ -208,34 +234,62 @@ export function buildApi(deps: ApiDeps): {
       schema: {
         querystring: Type.Object({
           all: BoolQ,
+          size: BoolQ,
           filters: Type.Optional(Type.String({ maxLength: 65536 })),
         }),
       },
     },
     async (req) => {
-      const q = req.query as { all?: string; filters?: string };
+      const q = req.query as { all?: string; size?: string; filters?: string };
       const filters = parseFiltersParam(q.filters);
       const all =
         truthy(q.all) ||
         (filters['status']?.length ?? 0) > 0 ||
         (filters['exited']?.length ?? 0) > 0;
-      return containers
+      const list = containers
         .list()
         .filter(
           (c) =>
             (all || c.state === 'running' || c.state === 'stopping') && matchFilters(c, filters),
-        )
-        .map(containerSummary);
+        );
+      if (!truthy(q.size)) return list.map((c) => containerSummary(c));
+      return Promise.all(list.map(async (c) => containerSummary(c, await sizes(c))));
     },
   );
 
-  app.get('/v1/containers/:id', { schema: { params: IdParams } }, async (req: IdReq) => {
-    const c = containers.resolve(req.params.id);
-    const view = containerInspect(c, containers.logPath(c.id));
-    // Live counters from the monitor: what it wrote, dropped and rotated in this run.
-    const stats = c.state === 'running' ? await containers.monitorStats(c.id) : undefined;
-    return stats ? { ...view, LogStats: stats } : view;
-  });
+  // Docker's SizeRw is what the container wrote; berth's writable areas are its writable
+  // root and its tmpfs mounts. SizeRootFs adds the image.
+  const sizes = async (c: ContainerRecord) => {
+    const u = await containers.diskUsage(c);
+    const rw = u.writableBytes + u.tmpfsBytes;
+    let image = 0;
+    try {
+      image = images.resolve(c.config.imageId).size;
+    } catch {
+      /* the image is gone: only what the container wrote */
+    }
+    return {
+      SizeRw: rw,
+      SizeRootFs: rw + image,
+      SizeWritableRoot: u.writableBytes,
+      SizeTmpfs: u.tmpfsBytes,
+    };
+  };
+
+  app.get(
+    '/v1/containers/:id',
+    { schema: { params: IdParams, querystring: Type.Object({ size: BoolQ }) } },
+    async (req: IdReq) => {
+      const c = containers.resolve(req.params.id);
+      const base = containerInspect(c, containers.logPath(c.id));
+      const view = truthy((req.query as { size?: string }).size)
+        ? { ...base, ...(await sizes(c)) }
+        : base;
+      // Live counters from the monitor: what it wrote, dropped and rotated in this run.
+      const stats = c.state === 'running' ? await containers.monitorStats(c.id) : undefined;
+      return stats ? { ...view, LogStats: stats } : view;
+    },
+  );
 
   app.post(
     '/v1/containers/:id/start',
@@ -457,6 +511,7 @@ export function buildApi(deps: ApiDeps): {
   // ---- events ----
 
   registerEventRoutes(app, events);
+  registerVolumeRoutes(app, deps.volumes);
 
   // ---- hijacked streams ----
 

@@ -56,8 +56,12 @@ function commandLine(c: ContainerRecord): string {
     .join(' ');
 }
 
-export function containerSummary(c: ContainerRecord): ContainerSummary {
+export function containerSummary(
+  c: ContainerRecord,
+  sizes?: { SizeRw: number; SizeRootFs: number },
+): ContainerSummary {
   return {
+    ...sizes,
     Id: c.id,
     Names: [`/${c.name}`],
     Image: c.config.image,

@@ -95,7 +95,7 @@ export function addEventsCommand(
     .option('--until <seq|time>', 'events up to this sequence number or time')
     .option(
       '--filter <key=value>',
-      'type, container, event, image, label, daemon (repeatable)',
+      'type, container, event, image, label, daemon, volume (repeatable)',
       collect,
       [],
     )

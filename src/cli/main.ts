@@ -13,12 +13,14 @@ import {
   restartRequest,
   type PolicyFlags,
 } from './policy-flags.ts';
+import { addMountOptions, applyMountFlags, type MountFlags } from './mount-flags.ts';
 import { BerthError, errorMessage } from '../util/errors.ts';
 import { formatItems, table, truncate } from './output.ts';
 import { initialResize, pumpStream } from './streams.ts';
 import { Demuxer, STDERR } from '../util/stream-frame.ts';
 import { parseTemplate } from './template.ts';
 import { addEventsCommand } from './events.ts';
+import { addVolumeCommands } from './volumes.ts';
 
 const collect = (v: string, prev: string[]) => [...prev, v];
 
@@ -85,7 +87,7 @@ function parseLabels(values: string[]): Record<string, string> {
   return out;
 }
 
-interface CreateFlags extends LimitFlags, PolicyFlags {
+interface CreateFlags extends LimitFlags, PolicyFlags, MountFlags {
   name?: string;
   env: string[];
   envFile: string[];
@@ -105,7 +107,7 @@ interface CreateFlags extends LimitFlags, PolicyFlags {
 }
 
 function addCreateOptions(c: Command): Command {
-  return addPolicyOptions(c)
+  return addMountOptions(addPolicyOptions(c))
     .option('--name <name>', 'assign a name to the container')
     .option('-e, --env <KEY=VALUE>', 'set an environment variable', collect, [])
     .option('--env-file <file>', 'read environment variables from a file', collect, [])
@@ -180,6 +182,7 @@ function createRequest(image: string, cmd: string[], f: CreateFlags): CreateCont
   if (restart) req.restartPolicy = restart;
   const health = healthRequest(f);
   if (health) req.healthcheck = health;
+  applyMountFlags(req, f);
   if (cmd.length > 0) req.cmd = cmd;
   if (f.name !== undefined) req.name = f.name;
   if (f.workdir !== undefined) req.workdir = f.workdir;
@@ -241,6 +244,10 @@ function psRow(c: ContainerSummary): Record<string, unknown> {
       .join(','),
     Ports: '',
     Pid: c.Pid,
+    Size:
+      c.SizeRw !== undefined
+        ? `${humanSize(c.SizeRw)} (virtual ${humanSize(c.SizeRootFs ?? 0)})`
+        : '',
   };
 }
 
@@ -497,13 +504,14 @@ export function buildProgram(
     .command('inspect')
     .description('Show low-level information on containers')
     .option('-f, --format <template>', "Go template, as docker's")
+    .option('-s, --size', 'add SizeRw and SizeRootFs')
     .argument('<container...>')
-    .action(async (names: string[], f: { format?: string }) => {
+    .action(async (names: string[], f: { format?: string; size?: boolean }) => {
       const items: unknown[] = [];
       let failed: unknown;
       for (const n of names) {
         try {
-          items.push(await client().inspectContainer(n));
+          items.push(await client().inspectContainer(n, !!f.size));
         } catch (e) {
           failed = e;
           process.stderr.write(`Error: ${errorMessage(e)}\n`);
@@ -524,6 +532,7 @@ export function buildProgram(
     .option('-a, --all', 'show all containers (default shows running)')
     .option('-q, --quiet', 'only ids')
     .option('--no-trunc', 'do not truncate output')
+    .option('-s, --size', 'show what each container has written (writable root and tmpfs)')
     .option(
       '-f, --filter <KEY=VALUE>',
       'filter (id, name, status, label, exited, ancestor)',
@@ -536,6 +545,7 @@ export function buildProgram(
         all?: boolean;
         quiet?: boolean;
         trunc: boolean;
+        size?: boolean;
         filter: string[];
         format?: string;
       }) => {
@@ -548,7 +558,7 @@ export function buildProgram(
             });
           (filters[a.slice(0, i)] ??= []).push(a.slice(i + 1));
         }
-        const list = await client().listContainers(!!f.all, filters);
+        const list = await client().listContainers(!!f.all, filters, !!f.size);
         if (f.quiet) {
           out(list.map((c) => (f.trunc ? c.Id.slice(0, 12) : c.Id) + '\n').join(''));
           return;
@@ -557,7 +567,16 @@ export function buildProgram(
         out(
           formatItems(rows, f.format ?? '', () =>
             table([
-              ['CONTAINER ID', 'IMAGE', 'COMMAND', 'CREATED', 'STATUS', 'PORTS', 'NAMES'],
+              [
+                'CONTAINER ID',
+                'IMAGE',
+                'COMMAND',
+                'CREATED',
+                'STATUS',
+                'PORTS',
+                'NAMES',
+                ...(f.size ? ['SIZE'] : []),
+              ],
               ...list.map((c, i) => [
                 f.trunc ? c.Id.slice(0, 12) : c.Id,
                 c.Image,
@@ -566,6 +585,7 @@ export function buildProgram(
                 c.Status,
                 '',
                 String(rows[i]?.['Names']),
+                ...(f.size ? [String(rows[i]?.['Size'])] : []),
               ]),
             ]),
           ),
@@ -721,6 +741,7 @@ export function buildProgram(
     });
 
   addEventsCommand(program, client, out);
+  addVolumeCommands(program, client, out, (code) => new ExitError(code));
 
   program
     .command('logs')

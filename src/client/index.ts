@@ -12,6 +12,12 @@ import type {
   ExecRequest,
   WaitCondition,
 } from '../types/api.ts';
+import type {
+  CreateVolumeRequest,
+  VolumeInspect,
+  VolumeListResponse,
+  VolumePruneResponse,
+} from '../types/volume.ts';
 import { BerthError, ERROR_CODES, type ErrorCode } from '../util/errors.ts';
 
 // Importing node:http as an ES module evaluates all its exports, and one of them is a lazy
@@ -180,15 +186,18 @@ export class BerthClient {
       query: { force },
     }).then(() => undefined);
   }
-  inspectContainer(id: string): Promise<Record<string, unknown>> {
-    return this.call<Record<string, unknown>>(
-      'GET',
-      `/v1/containers/${encodeURIComponent(id)}`,
-    ).then((r) => r.data);
+  inspectContainer(id: string, size = false): Promise<Record<string, unknown>> {
+    return this.call<Record<string, unknown>>('GET', `/v1/containers/${encodeURIComponent(id)}`, {
+      query: { size },
+    }).then((r) => r.data);
   }
-  listContainers(all: boolean, filters?: Record<string, string[]>): Promise<ContainerSummary[]> {
+  listContainers(
+    all: boolean,
+    filters?: Record<string, string[]>,
+    size = false,
+  ): Promise<ContainerSummary[]> {
     return this.call<ContainerSummary[]>('GET', '/v1/containers', {
-      query: { all, filters: filters && JSON.stringify(filters) },
+      query: { all, size, filters: filters && JSON.stringify(filters) },
     }).then((r) => r.data);
   }
   // Resolves once the daemon has registered the wait (so a start after it cannot race the
@@ -259,6 +268,25 @@ export class BerthClient {
       stream,
       contentType: 'application/x-tar',
     }).then((r) => r.data);
+  }
+  createVolume(body: CreateVolumeRequest): Promise<VolumeInspect> {
+    return this.call<VolumeInspect>('POST', '/v1/volumes', { body }).then((r) => r.data);
+  }
+  listVolumes(): Promise<VolumeListResponse> {
+    return this.call<VolumeListResponse>('GET', '/v1/volumes').then((r) => r.data);
+  }
+  inspectVolume(name: string): Promise<VolumeInspect> {
+    return this.call<VolumeInspect>('GET', `/v1/volumes/${encodeURIComponent(name)}`).then(
+      (r) => r.data,
+    );
+  }
+  removeVolume(name: string, force: boolean): Promise<void> {
+    return this.call('DELETE', `/v1/volumes/${encodeURIComponent(name)}`, {
+      query: { force },
+    }).then(() => undefined);
+  }
+  pruneVolumes(): Promise<VolumePruneResponse> {
+    return this.call<VolumePruneResponse>('POST', '/v1/volumes/prune').then((r) => r.data);
   }
   version(): Promise<Record<string, unknown>> {
     return this.call<Record<string, unknown>>('GET', '/v1/version').then((r) => r.data);

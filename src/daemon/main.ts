@@ -16,6 +16,7 @@ import {
   ExecService,
   ImageService,
   StatsService,
+  VolumeService,
   LogService,
   parseLogOpts,
   parseSize,
@@ -41,6 +42,8 @@ export interface DaemonOptions {
   busybox: string;
   cgroupParent: string;
   pidsLimit: number;
+  writableSize: string;
+  dataHighWater: string;
   logLevel: string;
   logOpt: string[];
   logHostCap?: string;
@@ -62,6 +65,12 @@ export function daemonCommand(): Command {
     .option('--busybox <path>', 'static busybox for the built-in image', '/bin/busybox')
     .option('--cgroup-parent <name>', 'cgroup parent for containers', 'berth')
     .option('--pids-limit <n>', 'default pids limit per container', (v) => Number(v), 4096)
+    .option('--writable-size <size>', 'default size of a --read-write root filesystem', '10g')
+    .option(
+      '--data-high-water <percent>',
+      'refuse new containers while the data filesystem is fuller than this (100: never)',
+      '90',
+    )
     .option('--log-level <level>', 'log level', 'info')
     .option(
       '--log-opt <key=value>',
@@ -180,6 +189,8 @@ export async function runDaemon(o: DaemonOptions): Promise<void> {
     pidsLimit: o.pidsLimit,
     tmpfs: DEFAULT_TMPFS,
     shmSizeBytes: 64 * 1024 * 1024,
+    writableSizeBytes: parseSize(o.writableSize, 'writable-size'),
+    highWater: highWaterFraction(o.dataHighWater),
   });
   const exec = new ExecService(containers, images, runc, o.monitor);
   logs.startJanitor();
@@ -192,6 +203,17 @@ export async function runDaemon(o: DaemonOptions): Promise<void> {
   }
   const stats = new StatsService(cgroups, containers, store, events, log, statsIntervalMs);
   containers.init();
+  // Before containers are reconciled: one restarted after a reboot binds its volumes.
+  const volumes = new VolumeService(store, events, log, { dataRoot: o.root });
+  await volumes.init();
+  containers.setVolumes(volumes);
+  // Docker's rule: a container that names a volume holds it, running or not.
+  volumes.setUsedBy((name) =>
+    containers
+      .list()
+      .filter((c) => c.config.mounts?.some((m) => m.type === 'volume' && m.source === name))
+      .map((c) => c.id),
+  );
   await images.seedBusybox(o.busybox);
   const t0 = performance.now();
   const rec = await containers.reconcile();
@@ -205,6 +227,7 @@ export async function runDaemon(o: DaemonOptions): Promise<void> {
     events,
     logs,
     stats,
+    volumes,
     version,
   });
   app.server.on('upgrade', (req, sock, head) => {
@@ -261,4 +284,15 @@ export async function runDaemon(o: DaemonOptions): Promise<void> {
   };
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
   process.on('SIGINT', () => void shutdown('SIGINT'));
+}
+
+function highWaterFraction(v: string): number {
+  const n = Number(v.replace(/%$/, ''));
+  if (!(v.trim() !== '' && n > 0 && n <= 100))
+    throw new BerthError(
+      'INVALID_ARGUMENT',
+      `Invalid data-high-water: "${v}" is not a percentage from 1 to 100`,
+      { field: 'data-high-water' },
+    );
+  return n / 100;
 }

@@ -2,7 +2,8 @@
 // before it is acted on or announced; containers live under their own monitors, never as
 // berthd's children.
 import { EventEmitter, once } from 'node:events';
-import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdir, readdir, readFile, rename, rm, statfs, writeFile } from 'node:fs/promises';
 import { hostname as osHostname } from 'node:os';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
@@ -19,14 +20,27 @@ import {
 } from '../runtime/monitor.ts';
 import type { Runc } from '../runtime/runc.ts';
 import { buildProcess, buildSpec, linuxResources, type TmpfsMount } from '../runtime/spec.ts';
+import {
+  mountWritable,
+  unmountWritable,
+  writablePaths,
+  writableUsage,
+  type WritablePaths,
+} from '../runtime/writable-root.ts';
 import type { Store } from '../store/index.ts';
-import type { CreateContainerRequest, ResourcesRequest, WaitCondition } from '../types/api.ts';
+import type {
+  CreateContainerRequest,
+  MountRequest,
+  ResourcesRequest,
+  WaitCondition,
+} from '../types/api.ts';
 import type {
   ContainerConfig,
   ContainerRecord,
   ContainerState,
   ContainerUpdate,
   HealthState,
+  MountSpec,
   NetworkMode,
 } from '../types/domain.ts';
 import { BerthError, errorMessage, invalid } from '../util/errors.ts';
@@ -44,6 +58,7 @@ import { KeyedMutex } from './mutex.ts';
 import { generateName } from './names.ts';
 import { newContainerRecord } from './records.ts';
 import { checkHealthcheck } from './health-config.ts';
+import { checkMounts, defaultTmpfs, ociMounts } from './mounts.ts';
 import { runProbe } from './health-exec.ts';
 import { HealthService } from './health.ts';
 import {
@@ -53,6 +68,15 @@ import {
   startsWithDaemon,
 } from './restart-policy.ts';
 
+// What the engine needs of the volume service.
+export interface VolumeProvider {
+  ensure(name: string): Promise<unknown>;
+  mountpoint(name: string): string;
+  // The path to bind, after making sure a sized volume's filesystem is mounted there (a
+  // bare directory would put the container's writes on the host disk without a limit).
+  prepare(name: string): Promise<string>;
+}
+
 export interface ContainerEngineOptions {
   readonly dataRoot: string;
   readonly runRoot: string;
@@ -61,6 +85,10 @@ export interface ContainerEngineOptions {
   readonly pidsLimit: number;
   readonly tmpfs: readonly TmpfsMount[];
   readonly shmSizeBytes: number;
+  // Upper-layer size of a writable root unless the container says.
+  readonly writableSizeBytes: number;
+  // Fraction of the data filesystem in use above which creates are refused (1: never).
+  readonly highWater: number;
 }
 
 interface AttachClient {
@@ -107,6 +135,7 @@ export class ContainerEngine {
   private readonly nofile = hardNofile();
   private readonly host: HostLimits = readHostLimits();
   private readonly health: HealthService;
+  private volumes: VolumeProvider | undefined;
   private monitorCgroupProcs: string[] = [];
 
   constructor(
@@ -150,6 +179,13 @@ export class ContainerEngine {
     return this.logs.livePath(id);
   }
 
+  private writable(id: string): WritablePaths {
+    return writablePaths(
+      join(this.opts.dataRoot, 'containers', id),
+      join(this.opts.runRoot, 'mnt', id),
+    );
+  }
+
   private cgroupsPath(id: string): string {
     return `/${this.opts.cgroupParent}/${id}`;
   }
@@ -180,6 +216,7 @@ export class ContainerEngine {
   // ---- create ----
 
   async create(req: CreateContainerRequest): Promise<ContainerRecord> {
+    await this.checkHighWater();
     const image = this.images.resolve(req.image);
     if (req.name !== undefined && !NAME_PATTERN.test(req.name.replace(/^\//, ''))) {
       throw invalid('name', `"${req.name}" must match ${NAME_PATTERN.source}`);
@@ -214,6 +251,23 @@ export class ContainerEngine {
     }
     const log = parseLogOpts(req.logOpts ?? {}, this.logs.defaults);
     const resources = checkResources(req.resources ?? {}, this.host);
+    const mounts = checkMounts(req.mounts);
+    await this.prepareMountSources(mounts, req.mounts ?? []);
+    if (
+      req.shmSizeBytes !== undefined &&
+      !(Number.isInteger(req.shmSizeBytes) && req.shmSizeBytes >= 4096)
+    )
+      throw invalid('shmSizeBytes', 'must be at least 4k');
+    if (!req.readWrite && (req.writableSizeBytes !== undefined || req.ephemeral))
+      throw invalid(
+        req.ephemeral ? 'ephemeral' : 'writableSizeBytes',
+        'applies to a writable root only (readWrite)',
+      );
+    if (
+      req.writableSizeBytes !== undefined &&
+      !(Number.isInteger(req.writableSizeBytes) && req.writableSizeBytes >= 16 * MIB)
+    )
+      throw invalid('writableSizeBytes', 'must be at least 16m');
     const restart = checkRestartPolicy(req.restartPolicy);
     if (restart.name !== 'no' && req.autoRemove)
       throw invalid(
@@ -246,6 +300,16 @@ export class ContainerEngine {
       resources,
       restart,
       ...(healthcheck ? { healthcheck } : {}),
+      ...(mounts.length > 0 ? { mounts } : {}),
+      ...(req.shmSizeBytes !== undefined ? { shmSizeBytes: req.shmSizeBytes } : {}),
+      ...(req.readWrite
+        ? {
+            writable: {
+              sizeBytes: req.writableSizeBytes ?? this.opts.writableSizeBytes,
+              ephemeral: req.ephemeral ?? false,
+            },
+          }
+        : {}),
       ...(req.tty && req.consoleSize ? { consoleSize: req.consoleSize } : {}),
     };
     const rec = newContainerRecord(id, '', config, toLogTime(Date.now()));
@@ -270,6 +334,57 @@ export class ContainerEngine {
       });
       return { ...rec, name };
     });
+  }
+
+  // A full data filesystem fails every container at once (logs, writable roots, volumes):
+  // refuse new ones above the mark, and say so in the journal.
+  private async checkHighWater(): Promise<void> {
+    if (this.opts.highWater >= 1) return;
+    const s = await statfs(this.opts.dataRoot);
+    const used = s.blocks > 0 ? 1 - s.bavail / s.blocks : 0;
+    if (used <= this.opts.highWater) return;
+    const pct = (x: number) => `${Math.round(x * 1000) / 10}%`;
+    this.store.tx(() =>
+      this.events.append({
+        type: 'daemon',
+        action: 'disk-high-water',
+        actorId: String(process.pid),
+        attributes: { path: this.opts.dataRoot, used: pct(used), mark: pct(this.opts.highWater) },
+      }),
+    );
+    throw new BerthError(
+      'DISK_HIGH_WATER',
+      `Cannot create a container: ${this.opts.dataRoot} is ${pct(used)} full, above the high-water mark of ${pct(this.opts.highWater)}`,
+    );
+  }
+
+  // Bind sources must exist (docker's -v makes a missing directory; --mount does not);
+  // a named volume is made if missing, as docker does.
+  private async prepareMountSources(
+    mounts: readonly MountSpec[],
+    reqs: readonly MountRequest[],
+  ): Promise<void> {
+    for (const [i, m] of mounts.entries()) {
+      if (m.type === 'bind' && !existsSync(m.source)) {
+        if (!reqs[i]?.createHostPath)
+          throw invalid(`mounts[${i}].source`, `${m.source} does not exist on the host`);
+        await mkdir(m.source, { recursive: true, mode: 0o755 });
+      }
+      if (m.type === 'volume') {
+        if (!this.volumes)
+          throw new BerthError('NOT_IMPLEMENTED', 'Volumes are not available on this daemon');
+        await this.volumes.ensure(m.source);
+      }
+    }
+  }
+
+  setVolumes(v: VolumeProvider): void {
+    this.volumes = v;
+  }
+
+  private volumePath(name: string): string {
+    if (!this.volumes) throw new BerthError('NOT_IMPLEMENTED', 'Volumes are not available');
+    return this.volumes.mountpoint(name);
   }
 
   private attrs(config: ContainerConfig, name: string): Record<string, string> {
@@ -307,6 +422,9 @@ export class ContainerEngine {
     const stateDir = this.stateDir(id);
     let conn: MonitorConnection | undefined;
     try {
+      if (c.config.writable) await mountWritable(this.writable(id), c.config.writable.sizeBytes);
+      for (const m of c.config.mounts ?? [])
+        if (m.type === 'volume') await this.volumes?.prepare(m.source);
       const bundle = await this.writeBundle(c);
       await this.logs.prepare(id, c.name, c.config);
       const started = await launchMonitor({
@@ -324,6 +442,17 @@ export class ContainerEngine {
         logMaxSize: c.config.log.maxSize,
         logMaxFiles: c.config.log.maxFiles,
         restartArgs: monitorRestartArgs(c.config.restart ?? NO_RESTART_POLICY, restartCount),
+        ...(c.config.writable
+          ? {
+              overlay: {
+                lower: this.images.rootfs(c.config.imageId),
+                upper: this.writable(id).upper,
+                work: this.writable(id).work,
+                merged: this.writable(id).merged,
+                reset: c.config.writable.ephemeral,
+              },
+            }
+          : {}),
       });
       conn = await MonitorConnection.connect(stateDir);
       const startedAt = new Date();
@@ -389,6 +518,8 @@ export class ContainerEngine {
     await mkdir(dir, { recursive: true, mode: 0o700 });
     const rootfs = this.images.rootfs(c.config.imageId);
     const user = await resolveUser(rootfs, c.config.user);
+    const mounts = c.config.mounts ?? [];
+    const memory = c.config.resources?.memory;
     const etc = await writeEtcFiles(dir, c.config.hostname, c.config.networkMode);
     const env = mergeEnv(
       [
@@ -399,8 +530,8 @@ export class ContainerEngine {
       c.config.env,
     );
     const spec = buildSpec({
-      rootfs,
-      readonlyRootfs: true,
+      rootfs: c.config.writable ? this.writable(c.id).merged : rootfs,
+      readonlyRootfs: !c.config.writable,
       args: [...c.config.entrypoint, ...c.config.cmd],
       env,
       cwd: c.config.workdir,
@@ -414,8 +545,12 @@ export class ContainerEngine {
       cgroupsPath: this.cgroupsPath(c.id),
       pidsLimit: this.opts.pidsLimit,
       nofileLimit: this.nofile,
-      tmpfs: this.opts.tmpfs,
-      shmSizeBytes: this.opts.shmSizeBytes,
+      tmpfs: defaultTmpfs(this.opts.tmpfs, memory, mounts),
+      shmSizeBytes: Math.min(
+        c.config.shmSizeBytes ?? this.opts.shmSizeBytes,
+        memory && memory > 0 ? memory : Infinity,
+      ),
+      mounts: ociMounts(mounts, (name) => this.volumePath(name), memory),
       consoleSize: c.config.consoleSize,
       resources: c.config.resources,
     });
@@ -438,7 +573,20 @@ export class ContainerEngine {
       .catch((e: unknown) => this.log.warn({ id, err: errorMessage(e) }, 'runc delete failed'));
     const left = this.cgroups.removeContainer(this.cgroupsPath(id));
     if (left.length > 0) this.log.warn({ id, left }, 'cgroup directories still busy');
+    await this.releaseWritable(id);
     await rm(this.stateDir(id), { recursive: true, force: true });
+  }
+
+  // Unmounts a writable root (its data stays for the next start). Never removes the mount
+  // directory while something is still mounted there.
+  private async releaseWritable(id: string): Promise<void> {
+    const p = this.writable(id);
+    try {
+      await unmountWritable(p);
+      await rm(join(this.opts.runRoot, 'mnt', id), { recursive: true, force: true });
+    } catch (e) {
+      this.log.warn({ id, err: errorMessage(e) }, 'unmounting the writable root failed');
+    }
   }
 
   // ---- exit tracking ----
@@ -527,6 +675,7 @@ export class ContainerEngine {
       }
     });
     await rm(this.stateDir(id), { recursive: true, force: true });
+    await this.releaseWritable(id);
     this.unwatchHealth(id);
     this.closePendingAttach(id);
     this.notify.emit(`exit:${id}`);
@@ -648,7 +797,11 @@ export class ContainerEngine {
             };
             break;
         }
-        this.events.append({ type: 'container', action, actorId: id, attributes }, when);
+        // The monitor's own time, to the nanosecond.
+        this.events.append(
+          { type: 'container', action, actorId: id, attributes },
+          Number.isNaN(at.getTime()) ? when : time,
+        );
       }
       const r = this.store.containers.update(id, {
         ...u,
@@ -810,6 +963,7 @@ export class ContainerEngine {
     this.store.tx(() => this.store.containers.update(id, { state: 'removing' }));
     this.closePendingAttach(id);
     await this.cleanupRuntime(id);
+    await rm(join(this.opts.dataRoot, 'containers', id), { recursive: true, force: true });
     await this.logs.retire(id);
     this.store.tx(() => {
       this.store.containers.delete(id);
@@ -955,6 +1109,31 @@ export class ContainerEngine {
     }
   }
 
+  // Bytes a container has written where it may write: its writable root (while mounted)
+  // and its tmpfs mounts (memory, but the container's to fill), read from inside its
+  // mount namespace through /proc/PID/root.
+  async diskUsage(c: ContainerRecord): Promise<{ writableBytes: number; tmpfsBytes: number }> {
+    const writableBytes = c.config.writable ? ((await writableUsage(this.writable(c.id))) ?? 0) : 0;
+    let tmpfsBytes = 0;
+    if (c.state === 'running' && c.pid > 0) {
+      const mounts = c.config.mounts ?? [];
+      const paths = [
+        ...defaultTmpfs(this.opts.tmpfs, undefined, mounts).map((t) => t.path),
+        ...(mounts.some((m) => m.target === '/dev/shm') ? [] : ['/dev/shm']),
+        ...mounts.filter((m) => m.type === 'tmpfs').map((m) => m.target),
+      ];
+      for (const p of paths) {
+        try {
+          const s = await statfs(`/proc/${c.pid}/root${p}`);
+          tmpfsBytes += (s.blocks - s.bfree) * s.bsize;
+        } catch {
+          /* exited meanwhile */
+        }
+      }
+    }
+    return { writableBytes, tmpfsBytes };
+  }
+
   async pids(ref: string): Promise<number[]> {
     const c = this.resolve(ref);
     assertCan('top', c.state, c.name);
@@ -986,12 +1165,19 @@ export class ContainerEngine {
         );
     }
     // State dirs and runc containers without a row: a create or remove cut short by a crash.
-    for (const id of await readdir(join(this.opts.runRoot, 'c')).catch(() => [] as string[])) {
-      if (ID_PATTERN.test(id) && !known.has(id)) {
-        await this.cleanupRuntime(id);
-        cleaned++;
-      }
+    const orphans = new Set<string>();
+    for (const dir of [join(this.opts.runRoot, 'c'), join(this.opts.runRoot, 'mnt')])
+      for (const id of await readdir(dir).catch(() => [] as string[]))
+        if (ID_PATTERN.test(id) && !known.has(id)) orphans.add(id);
+    for (const id of orphans) {
+      await this.cleanupRuntime(id);
+      cleaned++;
     }
+    for (const id of await readdir(join(this.opts.dataRoot, 'containers')).catch(
+      () => [] as string[],
+    ))
+      if (ID_PATTERN.test(id) && !known.has(id))
+        await rm(join(this.opts.dataRoot, 'containers', id), { recursive: true, force: true });
     for (const r of await this.runc.list()) {
       if (!known.has(r.id)) {
         await this.runc.delete(r.id).catch(() => undefined);

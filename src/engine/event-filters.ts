@@ -8,7 +8,7 @@ export type EventFilters = Readonly<Record<string, readonly string[]>>;
 
 type Matcher = (e: EventRecord, v: string) => boolean;
 
-const TYPES = new Set(['container', 'image', 'daemon']);
+const TYPES = new Set(['container', 'image', 'daemon', 'volume']);
 
 const stripSlash = (v: string) => v.replace(/^\//, '');
 
@@ -36,6 +36,8 @@ const MATCHERS: Record<string, Matcher> = {
   },
   // berth's daemon events name the daemon by its pid.
   daemon: (e, v) => e.type === 'daemon' && (e.actorId === v || e.attributes['name'] === v),
+  // A volume's actor is its name, matched whole.
+  volume: (e, v) => e.type === 'volume' && e.actorId === v,
 };
 // Docker's older spelling.
 MATCHERS['action'] = MATCHERS['event'] as Matcher;

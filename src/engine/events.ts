@@ -15,7 +15,7 @@ export class EventBus {
   }
 
   // Call inside store.tx(); the notification is deferred past the commit.
-  append(e: NewEvent, at?: Date): EventRecord {
+  append(e: NewEvent, at?: Date | string): EventRecord {
     const rec = this.store.events.append(e, at);
     queueMicrotask(() => this.emitter.emit('event', rec));
     return rec;

@@ -6,3 +6,4 @@ export { matchFilters, parseFilterArgs, validateFilters, type Filters } from './
 export { LogService, parseLogOpts, parseSize, type LogPolicy } from './logs.ts';
 export { decodeCursor, type JournalSource, type LogLine, type Stream } from '../logs/index.ts';
 export { StatsService, type ContainerStats } from './stats.ts';
+export { VolumeService, validateVolumeName, type VolumeServiceOptions } from './volumes.ts';

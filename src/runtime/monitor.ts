@@ -21,6 +21,14 @@ export interface MonitorLaunch {
   readonly logMaxFiles: number;
   // --restart* options (see engine/restart-policy.ts).
   readonly restartArgs: readonly string[];
+  // A writable root: the overlay the monitor mounts before each run.
+  readonly overlay?: {
+    readonly lower: string;
+    readonly upper: string;
+    readonly work: string;
+    readonly merged: string;
+    readonly reset: boolean;
+  };
 }
 
 export interface MonitorStarted {
@@ -82,6 +90,11 @@ export function launchMonitor(l: MonitorLaunch): Promise<MonitorStarted> {
   if (l.terminal) args.push('--terminal');
   if (l.stdin) args.push('--stdin');
   args.push(...l.restartArgs);
+  if (l.overlay) {
+    const o = l.overlay;
+    args.push('--overlay', [o.lower, o.upper, o.work, o.merged].join(':'));
+    if (o.reset) args.push('--overlay-reset');
+  }
 
   return new Promise((resolve, reject) => {
     let child: ChildProcess;

@@ -34,6 +34,14 @@ export interface SpecInput {
   readonly shmSizeBytes: number;
   readonly resources?: Resources | undefined;
   readonly consoleSize?: readonly [number, number] | undefined;
+  // The container's own mounts (-v, --mount, --tmpfs), after the defaults; one at a path
+  // a default uses (/dev/shm, /etc/hosts, ...) replaces it.
+  readonly mounts?: readonly {
+    destination: string;
+    type: string;
+    source: string;
+    options: string[];
+  }[];
 }
 
 // Docker's default capability set (moby oci/caps/defaults.go), no more.
@@ -213,6 +221,10 @@ export function buildSpec(s: SpecInput): OciSpec {
     })),
   ];
 
+  const own = s.mounts ?? [];
+  const taken = new Set(own.map((m) => m.destination));
+  const all = [...mounts.filter((m) => !taken.has(m.destination)), ...own.map((m) => ({ ...m }))];
+
   const namespaces = [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }];
   if (s.networkMode !== 'host') namespaces.push({ type: 'network' });
 
@@ -221,7 +233,7 @@ export function buildSpec(s: SpecInput): OciSpec {
     process: buildProcess({ ...s, ulimits: s.resources?.ulimits }),
     root: { path: s.rootfs, readonly: s.readonlyRootfs },
     hostname: s.hostname,
-    mounts,
+    mounts: all,
     linux: {
       namespaces,
       cgroupsPath: s.cgroupsPath,

@@ -32,15 +32,17 @@ export class EventRepo {
     this.db = db;
   }
 
-  append(e: NewEvent, at: Date = new Date()): EventRecord {
-    const timeNano = BigInt(at.getTime()) * 1_000_000n;
+  // at: a Date, or an RFC 3339 time with up to nine fractional digits (the monitor's),
+  // kept to the nanosecond.
+  append(e: NewEvent, at: Date | string = new Date()): EventRecord {
+    const { time, timeNano } = eventTime(at);
     const stmt = this.db.db.prepare(
       `INSERT INTO events (time, time_nano, type, action, actor_id, attributes)
        VALUES (?, ?, ?, ?, ?, ?) RETURNING *`,
     );
     stmt.setReadBigInts(true);
     const r = stmt.get(
-      at.toISOString(),
+      time,
       timeNano,
       e.type,
       e.action,
@@ -137,3 +139,13 @@ export interface EventQuery {
 
 const MIN_NANO = -(2n ** 63n);
 const MAX_NANO = 2n ** 63n - 1n;
+
+function eventTime(at: Date | string): { time: string; timeNano: bigint } {
+  if (typeof at !== 'string')
+    return { time: at.toISOString(), timeNano: BigInt(at.getTime()) * 1_000_000n };
+  const ms = Date.parse(at);
+  if (Number.isNaN(ms)) return eventTime(new Date());
+  const frac = /\.(\d{1,9})(?:Z|[+-]\d\d:\d\d)$/.exec(at)?.[1] ?? '';
+  const sec = BigInt(Math.floor(ms / 1000));
+  return { time: at, timeNano: sec * 1_000_000_000n + BigInt(frac.padEnd(9, '0') || '0') };
+}

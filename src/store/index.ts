@@ -2,6 +2,7 @@ import { Database } from './db.ts';
 import { ContainerRepo } from './containers.ts';
 import { EventRepo } from './events.ts';
 import { ImageRepo } from './images.ts';
+import { VolumeRepo } from './volumes.ts';
 
 export type * from '../types/domain.ts';
 
@@ -10,12 +11,14 @@ export class Store {
   readonly containers: ContainerRepo;
   readonly images: ImageRepo;
   readonly events: EventRepo;
+  readonly volumes: VolumeRepo;
 
   constructor(path: string) {
     this.db = new Database(path);
     this.containers = new ContainerRepo(this.db);
     this.images = new ImageRepo(this.db);
     this.events = new EventRepo(this.db);
+    this.volumes = new VolumeRepo(this.db);
   }
 
   tx<T>(fn: () => T): T {

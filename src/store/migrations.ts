@@ -50,4 +50,12 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE containers ADD COLUMN health TEXT NOT NULL DEFAULT '';
   `,
   `CREATE INDEX events_time ON events (time_nano);`,
+  `
+  CREATE TABLE volumes (
+    name TEXT PRIMARY KEY,
+    created_at TEXT NOT NULL,
+    size_bytes INTEGER NOT NULL DEFAULT 0,
+    labels TEXT NOT NULL DEFAULT '{}'
+  );
+  `,
 ];

@@ -21,6 +21,24 @@ export interface CreateContainerRequest {
   resources?: ResourcesRequest;
   restartPolicy?: RestartPolicyRequest;
   healthcheck?: HealthcheckRequest;
+  mounts?: MountRequest[];
+  shmSizeBytes?: number;
+  readWrite?: boolean;
+  writableSizeBytes?: number;
+  ephemeral?: boolean;
+}
+
+export interface MountRequest {
+  type: string;
+  source?: string;
+  target: string;
+  readOnly?: boolean;
+  // noexec, nosuid, nodev, exec, suid, dev
+  options?: string[];
+  sizeBytes?: number;
+  mode?: string;
+  // -v HOST:CTR makes a missing host directory, as docker's -v does; --mount does not.
+  createHostPath?: boolean;
 }
 
 // Docker's RestartPolicy, and berth's backoff settings (milliseconds).
@@ -85,6 +103,8 @@ export interface ContainerSummary {
   Status: string;
   Labels: Record<string, string>;
   Pid: number;
+  SizeRw?: number;
+  SizeRootFs?: number;
 }
 
 export interface ErrorBody {

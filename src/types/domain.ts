@@ -20,6 +20,26 @@ export interface RestartPolicy {
   readonly jitter: number;
 }
 
+// A mount a container asked for, checked. source: a host path (bind), a volume name
+// (volume), unused for tmpfs.
+export interface MountSpec {
+  readonly type: 'bind' | 'volume' | 'tmpfs';
+  readonly source: string;
+  readonly target: string;
+  readonly readOnly: boolean;
+  // noexec, nosuid, nodev (or exec, suid, dev to lift a default).
+  readonly flags: readonly string[];
+  readonly sizeBytes?: number;
+  readonly mode?: string;
+}
+
+// A writable root: an overlay on the image whose upper layer lives in a filesystem of
+// sizeBytes, so writes end in ENOSPC there; ephemeral resets it before every run.
+export interface WritableRoot {
+  readonly sizeBytes: number;
+  readonly ephemeral: boolean;
+}
+
 export type HealthOnFailure = 'none' | 'kill' | 'restart' | 'stop';
 
 export interface HealthConfig {
@@ -98,6 +118,10 @@ export interface ContainerConfig {
   // Absent in containers created before restart policies existed: no restarts.
   readonly restart?: RestartPolicy;
   readonly healthcheck?: HealthConfig;
+  readonly mounts?: readonly MountSpec[];
+  readonly shmSizeBytes?: number;
+  // Absent: the root filesystem is read-only.
+  readonly writable?: WritableRoot;
   // Rows and columns of the client's terminal at create, so the first output is laid out
   // right before any resize can arrive.
   readonly consoleSize?: readonly [number, number];
@@ -159,7 +183,7 @@ export interface EventRecord {
   readonly seq: number;
   readonly time: string;
   readonly timeNano: bigint;
-  readonly type: 'container' | 'image' | 'daemon';
+  readonly type: 'container' | 'image' | 'daemon' | 'volume';
   readonly action: string;
   readonly actorId: string;
   readonly attributes: Readonly<Record<string, string>>;

@@ -64,6 +64,23 @@ export const ERROR_CODES = {
     class: 'FailedPrecondition',
     doc: 'Events after the requested sequence number are past retention; the message names the oldest retained',
   },
+  VOLUME_NOT_FOUND: { class: 'NotFound', doc: 'No volume has that name' },
+  VOLUME_NAME_IN_USE: {
+    class: 'AlreadyExists',
+    doc: 'A volume of that name exists with a different size',
+  },
+  VOLUME_IN_USE: {
+    class: 'Conflict',
+    doc: 'A container uses the volume; the message names it (force does not override)',
+  },
+  VOLUME_BUSY: {
+    class: 'Conflict',
+    doc: "The volume's filesystem is held by a process or another mount namespace; it stays mounted and intact",
+  },
+  DISK_HIGH_WATER: {
+    class: 'FailedPrecondition',
+    doc: "berthd's data filesystem is fuller than its high-water mark; no container is created",
+  },
   INTERNAL: { class: 'Internal', doc: 'An unexpected failure inside berthd' },
 } as const satisfies Record<string, { class: ErrorClass; doc: string }>;
 

@@ -100,9 +100,9 @@ describe('berth events: filters and positions', () => {
       seqsOf(await cli('--filter', 'image=busybox:latest', '--filter', 'type=image')),
       want((e) => e.type === 'image'),
     );
-    const bad = await d.berth(['events', '--filter', 'volume=x']);
+    const bad = await d.berth(['events', '--filter', 'network=x']);
     assert.equal(bad.code, 125);
-    assert.match(bad.stderr, /Invalid filters: unknown key "volume"/);
+    assert.match(bad.stderr, /Invalid filters: unknown key "network"/);
   });
 
   it('takes sequence numbers and times for --since and --until', async () => {

@@ -35,6 +35,17 @@ afterEach(() => {
 });
 
 describe('event journal', () => {
+  it("keeps the monitor's nanoseconds", () => {
+    const e = store.tx(() =>
+      store.events.append(
+        { type: 'container', action: 'die', actorId: 'c', attributes: {} },
+        '2026-11-30T02:00:00.123456789Z',
+      ),
+    );
+    assert.equal(e.timeNano, 1796004000123456789n);
+    assert.equal(e.time, '2026-11-30T02:00:00.123456789Z');
+  });
+
   it('finds the first event at or after a time, also when late events carry old times', () => {
     append(10, T0); // seqs 1..10 at T0 .. T0+9m
     append(2, T0 - 60 * MIN); // 11, 12: replayed late, an hour older
