@@ -127,6 +127,8 @@ export class TestDaemon {
         await Promise.all(
           all.map((c) => this.client.removeContainer(c.Id, true).catch(() => undefined)),
         );
+        // A test that failed half-way may leave volumes mounted: the daemon unmounts them.
+        await this.client.pruneVolumes().catch(() => undefined);
       }
     } finally {
       await this.stopProcess();
@@ -172,6 +174,13 @@ export class TestDaemon {
         await runCommand('/usr/sbin/runc', ['--root', runcRoot, 'delete', '--force', id]);
       }
     }
+    // Volumes, writable roots: deepest first, and never rm -rf through a mount point.
+    const mounts = readFileSync('/proc/self/mountinfo', 'utf8')
+      .split('\n')
+      .map((l) => l.split(' ')[4] ?? '')
+      .filter((m) => m.startsWith(`${this.dir}/`))
+      .sort((a, b) => b.length - a.length);
+    for (const m of mounts) await runCommand('/usr/bin/umount', [m]);
   }
 }
 
