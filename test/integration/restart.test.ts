@@ -215,6 +215,32 @@ describe('restart policies', () => {
     await d.berthOk(['rm', '-f', id, k]);
   });
 
+  it('an OOM kill restarts an on-failure container, with the reason oom', async () => {
+    const id = await d.runDetached([
+      '--restart',
+      'on-failure:1',
+      '-m',
+      '16m',
+      '--memory-swap',
+      '16m',
+      'busybox',
+      'sh',
+      '-c',
+      'tail /dev/zero',
+    ]);
+    const evs = await until('the restart after the OOM kill', async () => {
+      const e = await events(d, id);
+      return e.some((x) => x.action === 'restart-giveup') ? e : undefined;
+    });
+    const die = evs.find((e) => e.action === 'die');
+    assert.equal(die?.attributes['oomKilled'], 'true');
+    assert.equal(die?.attributes['exitCode'], '137');
+    assert.ok(evs.some((e) => e.action === 'oom'));
+    const planned = evs.find((e) => e.action === 'restart-scheduled');
+    assert.equal(planned?.attributes['reason'], 'oom');
+    await d.berthOk(['rm', '-f', id]);
+  });
+
   it('a restart by the monitor keeps limits changed by update', async () => {
     const id = await d.runDetached([
       '--restart',
