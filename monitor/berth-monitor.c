@@ -1243,6 +1243,25 @@ static void dispatch(struct pollset *ps)
     }
 }
 
+/* One turn of a loop: wait (at most timeout ms, -1: no bound), then serve what is ready. */
+static void poll_and_dispatch(struct pollset *ps, int timeout)
+{
+    if (poll(ps->pfd, ps->n, timeout) < 0) {
+        if (errno != EINTR)
+            mlog("poll: %s", strerror(errno));
+        return;
+    }
+    dispatch(ps);
+    sweep_conns();
+}
+
+static void pollset_free(struct pollset *ps)
+{
+    free(ps->pfd);
+    free(ps->tag);
+    free(ps->conn);
+}
+
 /* Runs until the init is reaped, its output drained (bounded) and the attach clients
  * flushed (bounded). Output is read while neither an attach client nor the log queue
  * holds it back (logw_may_read bounds how long the log may). */
@@ -1271,18 +1290,9 @@ static void event_loop(void)
         oom_watch_tick(now, &timeout);
         bool want = !drained && (M.out_open[0] || M.out_open[1]);
         build_pollset(&ps, want && logw_may_read(now, &timeout) && !output_paused());
-        int r = poll(ps.pfd, ps.n, timeout);
-        if (r < 0) {
-            if (errno != EINTR)
-                mlog("poll: %s", strerror(errno));
-            continue;
-        }
-        dispatch(&ps);
-        sweep_conns();
+        poll_and_dispatch(&ps, timeout);
     }
-    free(ps.pfd);
-    free(ps.tag);
-    free(ps.conn);
+    pollset_free(&ps);
 }
 
 /* ------------------------------------------------------------------------------------ */
@@ -1436,18 +1446,9 @@ static bool wait_restart(void)
         if (now >= M.restart_due_ms)
             break;
         build_pollset(&ps, false);
-        int r = poll(ps.pfd, ps.n, (int)(M.restart_due_ms - now));
-        if (r < 0) {
-            if (errno != EINTR)
-                mlog("poll: %s", strerror(errno));
-            continue;
-        }
-        dispatch(&ps);
-        sweep_conns();
+        poll_and_dispatch(&ps, (int)(M.restart_due_ms - now));
     }
-    free(ps.pfd);
-    free(ps.tag);
-    free(ps.conn);
+    pollset_free(&ps);
     return go;
 }
 

@@ -9,6 +9,7 @@ import type { Registry } from 'prom-client';
 import {
   matchFilters,
   validateFilters,
+  parseFiltersJson,
   type ContainerEngine,
   type EventBus,
   type ExecService,
@@ -531,22 +532,7 @@ export function buildApi(deps: ApiDeps): {
 }
 
 function parseFiltersParam(s: string | undefined): Filters {
-  if (!s) return {};
-  let raw: unknown;
-  try {
-    raw = JSON.parse(s);
-  } catch {
-    throw invalid('filters', 'not JSON');
-  }
-  const f: Filters = {};
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
-    throw invalid('filters', 'expected an object');
-  for (const [k, v] of Object.entries(raw as Record<string, unknown>)) {
-    // Docker sends both {"k":["v"]} and the older {"k":{"v":true}}.
-    if (Array.isArray(v)) f[k] = v.map(String);
-    else if (v && typeof v === 'object') f[k] = Object.keys(v);
-    else throw invalid('filters', `value of "${k}" must be a list`);
-  }
+  const f = parseFiltersJson(s);
   validateFilters(f);
   return f;
 }

@@ -3,6 +3,7 @@
 // where the reader's cursor is.
 import type { EventRecord } from '../types/domain.ts';
 import { invalid } from '../util/errors.ts';
+import { parseFiltersJson } from './filters.ts';
 
 export type EventFilters = Readonly<Record<string, readonly string[]>>;
 
@@ -55,23 +56,8 @@ export function validateEventFilters(f: EventFilters): void {
   }
 }
 
-// The API's `filters` parameter: Docker sends both {"k":["v"]} and the older {"k":{"v":true}}.
 export function parseEventFiltersJson(s: string | undefined): EventFilters {
-  if (s === undefined || s === '') return {};
-  let raw: unknown;
-  try {
-    raw = JSON.parse(s);
-  } catch {
-    throw invalid('filters', 'not JSON');
-  }
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
-    throw invalid('filters', 'expected an object');
-  const f: Record<string, string[]> = {};
-  for (const [k, v] of Object.entries(raw as Record<string, unknown>)) {
-    if (Array.isArray(v)) f[k] = v.map(String);
-    else if (v && typeof v === 'object') f[k] = Object.keys(v);
-    else throw invalid('filters', `value of "${k}" must be a list`);
-  }
+  const f = parseFiltersJson(s);
   validateEventFilters(f);
   return f;
 }

@@ -27,6 +27,27 @@ export function parseFilterArgs(args: readonly string[]): Filters {
   return f;
 }
 
+// The API's `filters` parameter, as JSON: Docker sends both {"k":["v"]} and the older
+// {"k":{"v":true}}. Checking the keys is the caller's (containers and events differ).
+export function parseFiltersJson(s: string | undefined): Filters {
+  if (s === undefined || s === '') return {};
+  let raw: unknown;
+  try {
+    raw = JSON.parse(s);
+  } catch {
+    throw invalid('filters', 'not JSON');
+  }
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
+    throw invalid('filters', 'expected an object');
+  const f: Filters = {};
+  for (const [k, v] of Object.entries(raw as Record<string, unknown>)) {
+    if (Array.isArray(v)) f[k] = v.map(String);
+    else if (v && typeof v === 'object') f[k] = Object.keys(v);
+    else throw invalid('filters', `value of "${k}" must be a list`);
+  }
+  return f;
+}
+
 export function validateFilters(f: Filters): void {
   for (const [k, vs] of Object.entries(f)) {
     if (!KEYS.has(k)) throw invalid('filter', `unknown key "${k}" (${[...KEYS].join(', ')})`);

@@ -2,7 +2,13 @@ export { ContainerEngine, DEFAULT_TMPFS, type ContainerEngineOptions } from './c
 export { ExecService, type ExecSession } from './exec.ts';
 export { ImageService } from './images.ts';
 export { EventBus } from './events.ts';
-export { matchFilters, parseFilterArgs, validateFilters, type Filters } from './filters.ts';
+export {
+  matchFilters,
+  parseFilterArgs,
+  parseFiltersJson,
+  validateFilters,
+  type Filters,
+} from './filters.ts';
 export { LogService, parseLogOpts, parseSize, type LogPolicy } from './logs.ts';
 export { decodeCursor, type JournalSource, type LogLine, type Stream } from '../logs/index.ts';
 export { StatsService, type ContainerStats } from './stats.ts';

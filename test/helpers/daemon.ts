@@ -1,5 +1,6 @@
 // Starts a real berthd on a temporary data root, run root and socket, and checks after a
 // test that nothing it made is left: runc state, cgroups, monitors, bundle directories.
+import { request } from 'node:http';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -95,6 +96,27 @@ export class TestDaemon {
     const exited = new Promise((r) => p.once('exit', r));
     p.kill('SIGTERM');
     await exited;
+  }
+
+  // The whole event journal from the API (or one actor's part of it).
+  journal(actorId?: string): Promise<JournalEvent[]> {
+    return new Promise((resolve, reject) => {
+      const req = request({ socketPath: this.socket, path: '/v1/events?since=0' }, (res) => {
+        let body = '';
+        res.on('data', (b: Buffer) => (body += b.toString()));
+        res.on('end', () =>
+          resolve(
+            body
+              .split('\n')
+              .filter(Boolean)
+              .map((l) => JSON.parse(l) as JournalEvent)
+              .filter((e) => actorId === undefined || e.actorId === actorId),
+          ),
+        );
+      });
+      req.on('error', reject);
+      req.end();
+    });
   }
 
   // Runs the real `berth` CLI against this daemon.
@@ -239,6 +261,29 @@ export function runCommand(
     p.stdin.on('error', () => undefined); // a command that never reads its stdin
     p.stdin.end(opts.input ?? '');
   });
+}
+
+// Polls f until it returns a value (not undefined), and returns it.
+export async function waitForValue<T>(
+  what: string,
+  f: () => Promise<T | undefined>,
+  ms = 20_000,
+): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await f();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+export interface JournalEvent {
+  seq: number;
+  time: string;
+  action: string;
+  actorId: string;
+  attributes: Record<string, string>;
 }
 
 export async function waitFor(

@@ -1,10 +1,8 @@
 // Health checks through berthd: status in inspect and ps, results with their output,
 // health_status events, and a restart when the container is unhealthy and asked to.
 import assert from 'node:assert/strict';
-import { request } from 'node:http';
 import { after, before, describe, it } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { TestDaemon } from '../helpers/daemon.ts';
+import { TestDaemon, waitForValue } from '../helpers/daemon.ts';
 
 interface Inspect {
   RestartCount: number;
@@ -17,42 +15,6 @@ interface Inspect {
       Log: { ExitCode: number; Output: string; Start: string; End: string }[];
     };
   };
-}
-
-interface Ev {
-  action: string;
-  actorId: string;
-  attributes: Record<string, string>;
-}
-
-function events(d: TestDaemon, id: string): Promise<Ev[]> {
-  return new Promise((resolve, reject) => {
-    const req = request({ socketPath: d.socket, path: '/v1/events?since=0' }, (res) => {
-      let body = '';
-      res.on('data', (b: Buffer) => (body += b.toString()));
-      res.on('end', () =>
-        resolve(
-          body
-            .split('\n')
-            .filter(Boolean)
-            .map((l) => JSON.parse(l) as Ev)
-            .filter((e) => e.actorId === id),
-        ),
-      );
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
-
-async function until<T>(what: string, f: () => Promise<T | undefined>, ms = 20_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
 }
 
 describe('health checks', () => {
@@ -81,7 +43,7 @@ describe('health checks', () => {
     ]);
     const first = await inspect(id);
     assert.equal(first.State.Health?.Status, 'starting');
-    const bad = await until('unhealthy', async () => {
+    const bad = await waitForValue('unhealthy', async () => {
       const c = await inspect(id);
       return c.State.Health?.Status === 'unhealthy' ? c : undefined;
     });
@@ -96,10 +58,10 @@ describe('health checks', () => {
     assert.equal(bad.State.Pid, first.State.Pid);
 
     await d.berthOk(['exec', id, 'touch', '/tmp/ok']);
-    await until('healthy', async () =>
+    await waitForValue('healthy', async () =>
       (await inspect(id)).State.Health?.Status === 'healthy' ? true : undefined,
     );
-    const statuses = (await events(d, id))
+    const statuses = (await d.journal(id))
       .filter((e) => e.action === 'health_status')
       .map((e) => e.attributes['healthStatus']);
     assert.deepEqual(statuses, ['unhealthy', 'healthy']);
@@ -123,14 +85,14 @@ describe('health checks', () => {
       '1000',
     ]);
     const pid = (await inspect(id)).State.Pid;
-    const c = await until('restarted', async () => {
+    const c = await waitForValue('restarted', async () => {
       const x = await inspect(id);
       return x.RestartCount >= 1 && x.State.Status === 'running' && x.State.Pid !== pid
         ? x
         : undefined;
     });
     assert.notEqual(c.State.Pid, pid);
-    const evs = await events(d, id);
+    const evs = await d.journal(id);
     const restart = evs.find((e) => e.action === 'restart');
     assert.equal(restart?.attributes['reason'], 'health');
     assert.ok(
@@ -138,7 +100,7 @@ describe('health checks', () => {
     );
     // Healthy again once the check passes in the new run.
     await d.berthOk(['exec', id, 'touch', '/tmp/ok']);
-    await until('healthy after the restart', async () =>
+    await waitForValue('healthy after the restart', async () =>
       (await inspect(id)).State.Health?.Status === 'healthy' ? true : undefined,
     );
     await d.berthOk(['rm', '-f', id]);

@@ -3,19 +3,17 @@
 // Docker's rules when berthd starts.
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { request } from 'node:http';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { monitorPids, pidAlive, runCommand, TestDaemon } from '../helpers/daemon.ts';
-
-interface Ev {
-  seq: number;
-  time: string;
-  action: string;
-  actorId: string;
-  attributes: Record<string, string>;
-}
+import {
+  monitorPids,
+  pidAlive,
+  runCommand,
+  TestDaemon,
+  waitForValue,
+  type JournalEvent,
+} from '../helpers/daemon.ts';
 
 interface Inspect {
   Id: string;
@@ -31,40 +29,10 @@ interface Inspect {
   };
 }
 
-function events(d: TestDaemon, id: string): Promise<Ev[]> {
-  return new Promise((resolve, reject) => {
-    const req = request({ socketPath: d.socket, path: '/v1/events?since=0' }, (res) => {
-      let body = '';
-      res.on('data', (b: Buffer) => (body += b.toString()));
-      res.on('end', () =>
-        resolve(
-          body
-            .split('\n')
-            .filter(Boolean)
-            .map((l) => JSON.parse(l) as Ev)
-            .filter((e) => e.actorId === id),
-        ),
-      );
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
-
-const t = (e: Ev) => Date.parse(e.time);
+const t = (e: JournalEvent) => Date.parse(e.time);
 
 async function inspect(d: TestDaemon, id: string): Promise<Inspect> {
   return (JSON.parse(await d.berthOk(['inspect', id])) as Inspect[])[0] as Inspect;
-}
-
-async function until<T>(what: string, f: () => Promise<T | undefined>, ms = 20_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
 }
 
 // The container reads this file from the image (the host writes it), so a test can change
@@ -96,8 +64,8 @@ describe('restart policies', () => {
       '-c',
       'exit 3',
     ]);
-    const evs = await until('the give-up', async () => {
-      const e = await events(d, id);
+    const evs = await waitForValue('the give-up', async () => {
+      const e = await d.journal(id);
       return e.some((x) => x.action === 'restart-giveup') ? e : undefined;
     });
     const dies = evs.filter((e) => e.action === 'die');
@@ -115,14 +83,14 @@ describe('restart policies', () => {
     for (const d0 of dies) assert.equal(d0.attributes['exitCode'], '3');
     // From the journal's own times: each restart came its delay after the exit before it.
     for (let i = 0; i < 3; i++) {
-      const gap = t(restarts[i] as Ev) - t(dies[i] as Ev);
+      const gap = t(restarts[i] as JournalEvent) - t(dies[i] as JournalEvent);
       const want = [200, 400, 800][i] as number;
       assert.ok(gap >= want - 2 && gap < want + 1500, `restart ${i + 1}: ${gap} ms, want ${want}`);
     }
-    const giveup = evs.find((e) => e.action === 'restart-giveup') as Ev;
+    const giveup = evs.find((e) => e.action === 'restart-giveup') as JournalEvent;
     assert.equal(giveup.attributes['restarts'], '3');
-    assert.ok(giveup.seq > (dies[3] as Ev).seq);
-    const c = await until('exited', async () => {
+    assert.ok(giveup.seq > (dies[3] as JournalEvent).seq);
+    const c = await waitForValue('exited', async () => {
       const x = await inspect(d, id);
       return x.State.Status === 'exited' ? x : undefined;
     });
@@ -146,14 +114,14 @@ describe('restart policies', () => {
     ]);
     const mode = modeFile(d, await inspect(d, id));
     try {
-      await until('three quick restarts', async () => {
-        const e = await events(d, id);
+      await waitForValue('three quick restarts', async () => {
+        const e = await d.journal(id);
         return e.filter((x) => x.action === 'restart').length >= 3 ? e : undefined;
       });
       writeFileSync(mode, 'stable\n');
       // A run of 1.5 s, then the next delay starts over at 100 ms.
-      const evs = await until('a long run and a restart after it', async () => {
-        const e = await events(d, id);
+      const evs = await waitForValue('a long run and a restart after it', async () => {
+        const e = await d.journal(id);
         const long = e.findIndex(
           (x) => x.action === 'die' && Number(x.attributes['runMs']) >= 1000,
         );
@@ -164,7 +132,9 @@ describe('restart policies', () => {
       const before = evs.e.slice(0, evs.long).filter((x) => x.action === 'restart-scheduled');
       const delays = before.map((x) => Number(x.attributes['delayMs']));
       assert.deepEqual(delays.slice(0, 3), [100, 200, 400], 'doubling while it crashes');
-      const next = evs.e.slice(evs.long).find((x) => x.action === 'restart-scheduled') as Ev;
+      const next = evs.e
+        .slice(evs.long)
+        .find((x) => x.action === 'restart-scheduled') as JournalEvent;
       assert.equal(next.attributes['delayMs'], '100', 'reset after the stable run');
     } finally {
       rmSync(mode, { force: true });
@@ -184,7 +154,7 @@ describe('restart policies', () => {
       '-c',
       'sleep 0.2; exit 1',
     ]);
-    const c = await until('restarting', async () => {
+    const c = await waitForValue('restarting', async () => {
       const x = await inspect(d, id);
       return x.State.Status === 'restarting' ? x : undefined;
     });
@@ -198,17 +168,17 @@ describe('restart policies', () => {
     const x = await inspect(d, id);
     assert.equal(x.State.Status, 'exited');
     await sleep(2500);
-    assert.equal((await events(d, id)).filter((e) => e.action === 'restart').length, 0);
+    assert.equal((await d.journal(id)).filter((e) => e.action === 'restart').length, 0);
     assert.deepEqual(d.leaks([id]), []);
 
     // kill while it runs: no restart either.
     const k = await d.runDetached(['--restart', 'always', 'busybox', 'sleep', '1000']);
     await d.berthOk(['kill', k]);
-    await until('exited', async () =>
+    await waitForValue('exited', async () =>
       (await inspect(d, k)).State.Status === 'exited' ? true : undefined,
     );
     await sleep(500);
-    assert.equal((await events(d, k)).filter((e) => e.action === 'restart').length, 0);
+    assert.equal((await d.journal(k)).filter((e) => e.action === 'restart').length, 0);
     // A start by the operator counts from zero again.
     await d.berthOk(['start', k]);
     assert.equal((await inspect(d, k)).RestartCount, 0);
@@ -228,8 +198,8 @@ describe('restart policies', () => {
       '-c',
       'tail /dev/zero',
     ]);
-    const evs = await until('the restart after the OOM kill', async () => {
-      const e = await events(d, id);
+    const evs = await waitForValue('the restart after the OOM kill', async () => {
+      const e = await d.journal(id);
       return e.some((x) => x.action === 'restart-giveup') ? e : undefined;
     });
     const die = evs.find((e) => e.action === 'die');
@@ -254,7 +224,7 @@ describe('restart policies', () => {
     await d.berthOk(['update', '-m', '96m', id]);
     const pid = (await inspect(d, id)).State.Pid;
     process.kill(pid, 'SIGKILL');
-    await until('restarted', async () => {
+    await waitForValue('restarted', async () => {
       const x = await inspect(d, id);
       return x.State.Status === 'running' && x.State.Pid !== pid ? true : undefined;
     });
@@ -306,7 +276,7 @@ describe('restarts while berthd is down', () => {
     const killedAt = Date.now();
     process.kill(first.State.Pid, 'SIGKILL');
     // Restarted while berthd is still down: a new init under the same monitor.
-    const newPid = await until('the restart while berthd is down', async () => {
+    const newPid = await waitForValue('the restart while berthd is down', async () => {
       const r = await runCommand('/usr/sbin/runc', [
         '--root',
         join(d.runRoot, 'runc'),
@@ -321,27 +291,27 @@ describe('restarts while berthd is down', () => {
     assert.ok(restartedAt - killedAt >= 450, `restarted after ${restartedAt - killedAt} ms`);
     await sleep(300);
     await d.startProcess();
-    const back = await until('adopted and up to date', async () => {
+    const back = await waitForValue('adopted and up to date', async () => {
       const x = await inspect(d, id);
       return x.State.Status === 'running' && x.State.Pid === newPid ? x : undefined;
     });
     assert.equal(back.RestartCount, 1);
-    const evs = await events(d, id);
+    const evs = await d.journal(id);
     const dies = evs.filter((e) => e.action === 'die');
     const restarts = evs.filter((e) => e.action === 'restart');
     assert.equal(dies.length, 1);
     assert.equal(restarts.length, 1, 'exactly one restart');
     assert.equal(dies[0]?.attributes['exitCode'], '137');
-    const dieT = t(dies[0] as Ev);
+    const dieT = t(dies[0] as JournalEvent);
     assert.ok(Math.abs(dieT - killedAt) < 1000, 'the exit has its real time');
-    const gap = t(restarts[0] as Ev) - dieT;
+    const gap = t(restarts[0] as JournalEvent) - dieT;
     assert.ok(gap >= 498 && gap < 2000, `restart ${gap} ms after the exit`);
-    assert.ok(t(restarts[0] as Ev) < restartedAt + 50, 'the restart has its real time');
+    assert.ok(t(restarts[0] as JournalEvent) < restartedAt + 50, 'the restart has its real time');
     // Recorded once: a second adoption adds nothing.
     await d.kill9();
     await d.startProcess();
     await sleep(300);
-    const again = await events(d, id);
+    const again = await d.journal(id);
     assert.equal(again.filter((e) => e.action === 'restart').length, 1);
     assert.equal(again.filter((e) => e.action === 'die').length, 1);
     await d.berthOk(['rm', '-f', id]);
@@ -380,14 +350,14 @@ describe('restarts while berthd is down', () => {
         '--force',
         id,
       ]);
-    await until('monitors gone', async () =>
+    await waitForValue('monitors gone', async () =>
       ids.every((id) => monitorPids(id).every((p) => !pidAlive(p))) ? true : undefined,
     );
     rmSync(join(d.runRoot, 'c'), { recursive: true, force: true });
     assert.ok(!existsSync(join(d.runRoot, 'c')));
     await d.startProcess();
     for (const id of [always, unless])
-      await until(`${id} back`, async () =>
+      await waitForValue(`${id} back`, async () =>
         (await inspect(d, id)).State.Status === 'running' ? true : undefined,
       );
     await sleep(500);
