@@ -14,6 +14,7 @@ import {
   runcStateLeftovers,
   sweepCgroups,
 } from './host.ts';
+import { removePublishedPortsRule } from '../../src/network/netns.ts';
 import { pidAlive, run, runOk, type ProcOptions, type ProcResult } from './proc.ts';
 import { cgroupCpuNs, type ProcRef } from './sysstat.ts';
 
@@ -49,6 +50,11 @@ export class BenchDaemon {
   readonly dir: string;
   readonly root: string;
   readonly runRoot: string;
+  // A default network of its own, so the bench never shares berth0 (or its addresses)
+  // with a berthd that serves the host, and leaves nothing behind.
+  readonly bridge = `bb${Math.floor(Math.random() * 0xffffff)
+    .toString(16)
+    .padStart(6, '0')}`;
   readonly socket: string;
   readonly cgroupParent: string;
   private proc: ChildProcess | undefined;
@@ -128,6 +134,10 @@ export class BenchDaemon {
         this.runRoot,
         '--cgroup-parent',
         this.cgroupParent,
+        '--bridge-name',
+        this.bridge,
+        '--bridge-subnet',
+        '10.216.0.0/16',
         '--log-level',
         'info',
       ],
@@ -200,6 +210,8 @@ export class BenchDaemon {
     ]) {
       problems.push(`cgroup still busy: ${d}`);
     }
+    await run('ip', ['link', 'delete', this.bridge]);
+    await removePublishedPortsRule(this.bridge);
     for (const m of mountsUnder(this.dir)) problems.push(`mount left: ${m}`);
     if (mountsUnder(this.dir).length === 0) await rm(this.dir, { recursive: true, force: true });
     return problems;

@@ -3,7 +3,7 @@
 // user or a script would, and says which host processes work for its containers.
 import { BenchDaemon } from './berthd.ts';
 import { runOk, type ProcOptions, type ProcResult } from './proc.ts';
-import type { ProcRef } from './sysstat.ts';
+import type { CpuGroup, ProcRef } from './sysstat.ts';
 
 export interface Cmd {
   readonly file: string;
@@ -52,6 +52,19 @@ export function cli(
 ): Promise<ProcResult> {
   const c = e.command(args);
   return runOk(c.file, c.args, { env: c.env, ...opts });
+}
+
+// The CLI run in a CPU group of the bench's, so that its CPU time, children included, can
+// be read from the group.
+export function cliInGroup(
+  e: Engine,
+  group: CpuGroup,
+  args: readonly string[],
+  opts: ProcOptions = {},
+): Promise<ProcResult> {
+  const c = e.command(args);
+  const w = group.wrap(c.file, c.args);
+  return runOk(w.file, w.args, { env: c.env, ...opts });
 }
 
 export interface ContainerTimes {

@@ -6,6 +6,10 @@ import { run } from './proc.ts';
 
 export const CGROUP_ROOT = '/sys/fs/cgroup';
 export const RUNC = '/usr/sbin/runc';
+// The cgroup parent of every scenario's berthd and of bare runc's containers.
+export const BENCH_CGROUP = 'berth-bench';
+// The CPU group the bench runs the CLI processes it times in (sysstat.ts CpuGroup).
+export const CLIENT_CGROUP = 'berth-bench-clients';
 
 function isDir(p: string): boolean {
   try {

@@ -166,6 +166,16 @@ export interface Peer extends Engine {
   info(): Record<string, unknown>;
 }
 
+// Every container a peer has, as report lines ('docker: container ID').
+async function containerLines(p: Engine): Promise<string[]> {
+  const c = p.command(['ps', '-aq']);
+  const r = await run(c.file, c.args, { env: c.env });
+  return r.stdout
+    .split('\n')
+    .filter(Boolean)
+    .map((id) => `${p.name}: container ${id}`);
+}
+
 class HostTraces {
   private readonly absent: { path: string; empty?: boolean }[];
   constructor(paths: readonly { path: string; empty?: boolean }[]) {
@@ -339,12 +349,7 @@ class DockerPeer implements Peer {
 
   async containersLeft(): Promise<string[]> {
     if (!this.proc?.pid || !pidAlive(this.proc.pid)) return [];
-    const c = this.command(['ps', '-aq']);
-    const r = await run(c.file, c.args, { env: c.env });
-    return r.stdout
-      .split('\n')
-      .filter(Boolean)
-      .map((id) => `docker: container ${id}`);
+    return containerLines(this);
   }
 
   async stop(): Promise<string[]> {
@@ -518,12 +523,7 @@ class PodmanPeer implements Peer {
 
   async containersLeft(): Promise<string[]> {
     if (!existsSync(join(this.dir, 'root'))) return [];
-    const c = this.command(['ps', '-aq']);
-    const r = await run(c.file, c.args, { env: c.env });
-    return r.stdout
-      .split('\n')
-      .filter(Boolean)
-      .map((id) => `podman: container ${id}`);
+    return containerLines(this);
   }
 
   async stop(): Promise<string[]> {

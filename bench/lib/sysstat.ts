@@ -81,6 +81,17 @@ export function procMem(pid: number): Mem | undefined {
   }
 }
 
+// VmRSS of a live process (KiB) from /proc/<pid>/status; NaN when there is none.
+export function procRssKiB(pid: number | undefined): number {
+  if (pid === undefined) return NaN;
+  try {
+    const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return Number(m?.[1] ?? NaN);
+  } catch {
+    return NaN;
+  }
+}
+
 export function procName(pid: number): string | undefined {
   try {
     return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();

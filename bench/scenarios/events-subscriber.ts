@@ -7,19 +7,22 @@
 // and waits up to 100 ms for a full one. berthd's RSS is recorded with the stuck
 // subscribers held while thousands more events are appended. podman has no daemon: its
 // events are a file each `podman events` reads for itself, so there is nothing to block.
-import { readFileSync } from 'node:fs';
-import { Agent, request } from 'node:http';
+import { Agent } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { BenchDaemon } from '../lib/berthd.ts';
-import { removeAll, startBerth, type Engine } from '../lib/engines.ts';
-import { sweepCgroups } from '../lib/host.ts';
+import { repeatConcurrently } from '../lib/concurrently.ts';
+import { startBerth, type Engine } from '../lib/engines.ts';
+import { BENCH_CGROUP } from '../lib/host.ts';
 import { which } from '../lib/peers.ts';
-import { run, timedOk, waitUntil } from '../lib/proc.ts';
+import { run, timedOk } from '../lib/proc.ts';
 import { summarize } from '../lib/stats.ts';
+import { procRssKiB } from '../lib/sysstat.ts';
+import { removePeerContainers, stopBerth, sweepBenchCgroups } from '../lib/teardown.ts';
 import type { BenchContext, Measured, Scenario, Subject } from '../lib/types.ts';
+import { expectStatus, unixRequest } from '../lib/unix-http.ts';
+import { warmUpEachRow } from '../lib/warmup.ts';
 
-const CGROUP_PARENT = 'berth-bench';
 // Stuck subscribers per stuck sample.
 const SUBSCRIBERS = 4;
 // A connection whose engine side has this much unread (ss Send-Q) counts as stuck: the
@@ -36,48 +39,6 @@ const DOCKER_SLOW_MS = 80;
 const DOCKER_FILL_MAX = 6000;
 // A docker fill takes a few seconds: its stuck row takes fewer samples.
 const DOCKER_STUCK_RUNS = 10;
-
-interface Reply {
-  readonly status: number;
-  readonly body: string;
-  readonly ms: number;
-}
-
-// One HTTP request on a unix socket (keep-alive through `agent`).
-function call(
-  socketPath: string,
-  method: string,
-  path: string,
-  agent: Agent,
-  body?: unknown,
-): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const data = body === undefined ? undefined : JSON.stringify(body);
-    const headers: Record<string, string | number> = data
-      ? { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(data) }
-      : {};
-    const t0 = process.hrtime.bigint();
-    const req = request({ socketPath, path, method, agent, headers }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (b: Buffer) => chunks.push(b));
-      res.on('error', reject);
-      res.on('end', () =>
-        resolve({
-          status: res.statusCode ?? 0,
-          body: Buffer.concat(chunks).toString(),
-          ms: Number(process.hrtime.bigint() - t0) / 1e6,
-        }),
-      );
-    });
-    req.on('error', reject);
-    req.end(data);
-  });
-}
-
-function must(r: Reply, status: number, what: string): Reply {
-  if (r.status !== status) throw new Error(`${what}: HTTP ${r.status} ${r.body.slice(0, 300)}`);
-  return r;
-}
 
 // Clients that ask for the event stream and never read a byte of it: the socket is paused
 // before it connects, so Node never reads from it.
@@ -103,6 +64,17 @@ class StuckSubscribers {
 
   close(): void {
     for (const s of this.socks.splice(0)) s.destroy();
+  }
+
+  // n of them held open for fn, then closed, and the engine given up to 5 s to let go.
+  async hold<T>(n: number, fn: () => Promise<T>): Promise<T> {
+    this.open(n);
+    try {
+      return await fn();
+    } finally {
+      this.close();
+      await waitReleased(this.socketPath, 5000);
+    }
   }
 }
 
@@ -152,16 +124,6 @@ async function waitReleased(socketPath: string, ms: number): Promise<boolean> {
   }
 }
 
-function rssKiB(pid: number | undefined): number {
-  if (pid === undefined) return NaN;
-  try {
-    const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return Number(m?.[1] ?? NaN);
-  } catch {
-    return NaN;
-  }
-}
-
 const mib = (kib: number) => (kib / 1024).toFixed(1);
 
 // A sample without subscribers must not have any left from the previous one.
@@ -176,6 +138,15 @@ function dockerSocket(e: Engine): string {
   const h = args[args.indexOf('-H') + 1] ?? '';
   if (!h.startsWith('unix://')) throw new Error(`no unix socket in ${args.join(' ')}`);
   return h.slice('unix://'.length);
+}
+
+// One engine's side of the comparison: the engine whose `run --rm` is timed, its socket, its
+// daemon, and where the daemon's RSS goes in a sample's detail.
+interface Side {
+  readonly engine: Engine;
+  readonly socket: string;
+  daemonPid(): number | undefined;
+  readonly rssKey: string;
 }
 
 export function eventsSubscriber(): Scenario {
@@ -230,7 +201,7 @@ export function eventsSubscriber(): Scenario {
       // Quiet time around the RSS readings.
       const quiet = ctx.quick ? 300 : 1000;
       ctx.log('starting berthd');
-      const b = await startBerth(CGROUP_PARENT);
+      const b = await startBerth(BENCH_CGROUP);
       berth = b.d;
       const d = b.d;
       const agent = new Agent({ keepAlive: true, maxSockets: GEN_CONCURRENCY });
@@ -240,33 +211,18 @@ export function eventsSubscriber(): Scenario {
       // failure the calls under way finish before it is thrown, so teardown sees them all.
       const generate = async (pairs: number): Promise<number> => {
         const t0 = performance.now();
-        let next = 0;
-        let failed = false;
-        const worker = async () => {
-          while (next < pairs && !failed) {
-            next++;
-            ctx.signal.throwIfAborted();
-            const r = must(
-              await call(d.socket, 'POST', '/v1/containers', agent, {
-                image: 'busybox',
-                cmd: ['true'],
-              }),
-              201,
-              'create',
-            );
-            const id = (JSON.parse(r.body) as { Id: string }).Id;
-            must(await call(d.socket, 'DELETE', `/v1/containers/${id}`, agent), 204, 'rm');
-          }
-        };
-        const done = await Promise.allSettled(
-          Array.from({ length: GEN_CONCURRENCY }, () =>
-            worker().catch((e: unknown) => {
-              failed = true;
-              throw e;
-            }),
-          ),
-        );
-        for (const x of done) if (x.status === 'rejected') throw x.reason;
+        await repeatConcurrently(pairs, GEN_CONCURRENCY, async () => {
+          ctx.signal.throwIfAborted();
+          const body = { image: 'busybox', cmd: ['true'] };
+          const r = expectStatus(
+            await unixRequest(d.socket, '/v1/containers', { method: 'POST', agent, body }),
+            201,
+            'create',
+          );
+          const id = (JSON.parse(r.body) as { Id: string }).Id;
+          const path = `/v1/containers/${id}`;
+          expectStatus(await unixRequest(d.socket, path, { method: 'DELETE', agent }), 204, 'rm');
+        });
         return performance.now() - t0;
       };
 
@@ -279,7 +235,7 @@ export function eventsSubscriber(): Scenario {
       // control), then with the stuck ones held throughout.
       const quietly = async () => {
         await sleep(quiet, undefined, { signal: ctx.signal });
-        return rssKiB(d.pid);
+        return procRssKiB(d.pid);
       };
       const rss0 = await quietly();
       ctx.log(`berth: appending ${moreEvents} more events with no subscriber`);
@@ -296,7 +252,11 @@ export function eventsSubscriber(): Scenario {
       if (!(await waitReleased(d.socket, 5000)))
         throw new Error('berthd kept full connections after its subscribers closed');
       const rss3 = await quietly();
-      const journal = must(await call(d.socket, 'GET', '/v1/events?since=0', agent), 200, 'events');
+      const journal = expectStatus(
+        await unixRequest(d.socket, '/v1/events?since=0', { agent }),
+        200,
+        'events',
+      );
       const journalEvents = journal.body.split('\n').filter(Boolean).length;
       const eventBytes = journal.body.length / Math.max(1, journalEvents);
       const rate = (ms: number) => ((moreEvents / 2 / ms) * 1000).toFixed(0);
@@ -320,32 +280,39 @@ export function eventsSubscriber(): Scenario {
         return timedOk(c.file, c.args, { env: c.env, signal });
       };
 
-      const berthNone = async (signal: AbortSignal): Promise<Measured> => {
-        await assertNoneStuck(d.socket);
+      // A timed run after SETTLE_MS of quiet, and the daemon's RSS right after it.
+      const settledRun = async (x: Side, signal: AbortSignal) => {
         await sleep(SETTLE_MS, undefined, { signal });
-        const ms = await timedRun(b.e, signal);
-        const r = rssKiB(d.pid);
-        record('berth none', ms, r);
-        return { values: { ms }, detail: { berthdRssKiB: r } };
+        const ms = await timedRun(x.engine, signal);
+        return { ms, rssK: procRssKiB(x.daemonPid()) };
       };
-      const berthStuckRun = async (signal: AbortSignal): Promise<Measured> => {
-        berthStuck.open(SUBSCRIBERS);
-        try {
+      // A sample with no subscriber: none may be left stuck from the previous one.
+      const unsubscribed =
+        (x: Side) =>
+        async (signal: AbortSignal): Promise<Measured> => {
+          await assertNoneStuck(x.socket);
+          const { ms, rssK } = await settledRun(x, signal);
+          record(`${x.engine.name} none`, ms, rssK);
+          return { values: { ms }, detail: { [x.rssKey]: rssK } };
+        };
+
+      const berthSide: Side = {
+        engine: b.e,
+        socket: d.socket,
+        daemonPid: () => d.pid,
+        rssKey: 'berthdRssKiB',
+      };
+      const berthStuckRun = (signal: AbortSignal): Promise<Measured> =>
+        berthStuck.hold(SUBSCRIBERS, async () => {
           const before = await waitFilled(d.socket, SUBSCRIBERS, 10_000, signal);
-          await sleep(SETTLE_MS, undefined, { signal });
-          const ms = await timedRun(b.e, signal);
-          const r = rssKiB(d.pid);
+          const { ms, rssK } = await settledRun(berthSide, signal);
           const after = await waitFilled(d.socket, SUBSCRIBERS, 1000, signal);
-          record('berth stuck', ms, r);
+          record('berth stuck', ms, rssK);
           return {
             values: { ms },
-            detail: { berthdRssKiB: r, sendQBefore: before, sendQAfter: after },
+            detail: { berthdRssKiB: rssK, sendQBefore: before, sendQAfter: after },
           };
-        } finally {
-          berthStuck.close();
-          await waitReleased(d.socket, 5000);
-        }
-      };
+        });
 
       const subjects: Subject[] = [
         {
@@ -353,7 +320,7 @@ export function eventsSubscriber(): Scenario {
           label: 'berth run --rm busybox true, no subscriber',
           role: 'subject',
           group: 'no subscriber',
-          sample: berthNone,
+          sample: unsubscribed(berthSide),
         },
         {
           name: 'berth',
@@ -371,7 +338,12 @@ export function eventsSubscriber(): Scenario {
         agents.push(dAgent);
         const dStuck = new StuckSubscribers(sock, '/events');
         stuck.push(dStuck);
-        const dockerd = () => p.agents().find((a) => a.name === 'dockerd')?.pid;
+        const dockerSide: Side = {
+          engine: p,
+          socket: sock,
+          daemonPid: () => p.agents().find((a) => a.name === 'dockerd')?.pid,
+          rssKey: 'dockerdRssKiB',
+        };
         let fills = 0;
         // Image tag + untag through the API (two events, no container work) until dockerd
         // has to wait out its publish timeout: every subscriber's queue is then full.
@@ -381,18 +353,19 @@ export function eventsSubscriber(): Scenario {
           for (;;) {
             ctx.signal.throwIfAborted();
             const tag = `f${process.pid}-${fills++}`;
-            const a = must(
-              await call(
-                sock,
-                'POST',
-                `/images/${p.image}/tag?repo=berthbench/fill&tag=${tag}`,
-                dAgent,
-              ),
+            const a = expectStatus(
+              await unixRequest(sock, `/images/${p.image}/tag?repo=berthbench/fill&tag=${tag}`, {
+                method: 'POST',
+                agent: dAgent,
+              }),
               201,
               'docker tag',
             );
-            const u = must(
-              await call(sock, 'DELETE', `/images/berthbench/fill:${tag}`, dAgent),
+            const u = expectStatus(
+              await unixRequest(sock, `/images/berthbench/fill:${tag}`, {
+                method: 'DELETE',
+                agent: dAgent,
+              }),
               200,
               'docker untag',
             );
@@ -409,14 +382,7 @@ export function eventsSubscriber(): Scenario {
             label: `docker run --rm --network none ${p.image} true, no subscriber`,
             role: 'peer',
             group: 'no subscriber',
-            async sample(signal) {
-              await assertNoneStuck(sock);
-              await sleep(SETTLE_MS, undefined, { signal });
-              const ms = await timedRun(p, signal);
-              const r = rssKiB(dockerd());
-              record('docker none', ms, r);
-              return { values: { ms }, detail: { dockerdRssKiB: r } };
-            },
+            sample: unsubscribed(dockerSide),
           },
           {
             name: 'docker',
@@ -424,27 +390,20 @@ export function eventsSubscriber(): Scenario {
             role: 'peer',
             group: 'stuck subscribers',
             maxRuns: DOCKER_STUCK_RUNS,
-            async sample(signal) {
-              dStuck.open(SUBSCRIBERS);
-              try {
+            sample: (signal) =>
+              dStuck.hold(SUBSCRIBERS, async () => {
                 await sleep(100, undefined, { signal });
                 const f = await fill();
                 const before = await waitFilled(sock, SUBSCRIBERS, 5000, signal);
                 dockerFills.push(f.events);
                 if (!f.blocked) dockerUnblocked++;
-                await sleep(SETTLE_MS, undefined, { signal });
-                const ms = await timedRun(p, signal);
-                const r = rssKiB(dockerd());
-                record('docker stuck', ms, r);
+                const { ms, rssK } = await settledRun(dockerSide, signal);
+                record('docker stuck', ms, rssK);
                 return {
                   values: { ms },
-                  detail: { dockerdRssKiB: r, fill: f, sendQBefore: before },
+                  detail: { dockerdRssKiB: rssK, fill: f, sendQBefore: before },
                 };
-              } finally {
-                dStuck.close();
-                await waitReleased(sock, 5000);
-              }
-            },
+              }),
           },
         );
       }
@@ -455,11 +414,7 @@ export function eventsSubscriber(): Scenario {
         );
       }
 
-      // Warm-up, untimed, which also checks that every row works before the clock runs.
-      if (!ctx.quick) {
-        ctx.log('warm-up: one sample per row');
-        for (const s of subjects) await s.sample(ctx.signal);
-      }
+      await warmUpEachRow(subjects, ctx);
       taken.clear();
       rss.clear();
       dockerFills.splice(0);
@@ -468,26 +423,13 @@ export function eventsSubscriber(): Scenario {
     },
 
     async teardown(ctx: BenchContext): Promise<string[]> {
-      const left: string[] = [];
       for (const s of stuck.splice(0)) s.close();
       for (const a of agents.splice(0)) a.destroy();
-      for (const p of ctx.peers) {
-        if (p.name !== 'docker') continue;
-        await removeAll(p);
-        for (const id of await removeAll(p)) left.push(`${p.name}: container ${id} not removed`);
-      }
-      if (berth) {
-        const d = berth;
-        berth = undefined;
-        const ps = await d.cli(['ps', '-a', '-q'], { stdout: 'all' });
-        const ids = ps.stdout.split('\n').filter(Boolean);
-        for (const id of ids) left.push(`berth: container ${id}`);
-        if (ids.length > 0) await d.cli(['rm', '-f', ...ids], { timeoutMs: 120_000 });
-        await waitUntil(() => d.leftovers().length === 0, 10_000);
-        left.push(...d.leftovers().map((l) => `berth: ${l}`));
-        left.push(...(await d.stop()).map((l) => `berth teardown: ${l}`));
-      }
-      for (const g of sweepCgroups(CGROUP_PARENT)) left.push(`cgroup still busy: ${g}`);
+      const docker = ctx.peers.filter((p) => p.name === 'docker');
+      const left = await removePeerContainers(docker, { expected: true, recheck: true });
+      left.push(...(await stopBerth(berth, { rmTimeoutMs: 120_000, settleMs: 10_000 })));
+      berth = undefined;
+      left.push(...sweepBenchCgroups());
       return left;
     },
 

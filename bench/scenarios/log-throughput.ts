@@ -5,28 +5,18 @@
 // containerd), the per-container helper (berth-monitor; containerd-shim; conmon, with the
 // runc and clean-up processes they start) and the CLI processes (start, wait).
 import { openSync, closeSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { randomBytes } from 'node:crypto';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { BareRunc } from '../lib/bare-runc.ts';
 import type { BenchDaemon } from '../lib/berthd.ts';
-import { makeBusyboxRootfs, writeBundleConfig, writeBundleEtc } from '../lib/bundle.ts';
-import {
-  cli,
-  inspectTimes,
-  printedId,
-  removeAll,
-  startBerth,
-  type Engine,
-} from '../lib/engines.ts';
-import { mountsUnder, RUNC, runcDeleteAll, sweepCgroups } from '../lib/host.ts';
+import { cli, cliInGroup, inspectTimes, startBerth, type Engine } from '../lib/engines.ts';
+import { BENCH_CGROUP, CLIENT_CGROUP, RUNC } from '../lib/host.ts';
 import { runOk, waitUntil } from '../lib/proc.ts';
 import { summarize } from '../lib/stats.ts';
 import { CpuGroup, procCpuNs } from '../lib/sysstat.ts';
+import { removePeerContainers, stopBerth, sweepBenchCgroups } from '../lib/teardown.ts';
 import type { BenchContext, Measured, Scenario, Subject } from '../lib/types.ts';
-import { logLoad, MB } from '../lib/workload.ts';
-
-const CGROUP_PARENT = 'berth-bench';
-const CLIENT_GROUP = 'berth-bench-clients';
+import { createWriter, logLoad, MB } from '../lib/workload.ts';
 
 interface CpuSnap {
   readonly agents: Map<number, { name: string; ns: number }>;
@@ -43,7 +33,7 @@ function snap(e: Engine, clients: CpuGroup): CpuSnap {
 export function logThroughput(): Scenario {
   let berth: BenchDaemon | undefined;
   let clients: CpuGroup | undefined;
-  let tmp: string | undefined;
+  let runc: BareRunc | undefined;
   const notes: string[] = [];
   // Per engine: the run time it recorded itself (StartedAt to FinishedAt), for the notes.
   const runS = new Map<string, number[]>();
@@ -67,25 +57,17 @@ export function logThroughput(): Scenario {
       // in CRI lines); docker's json-file (~2.2x) prunes its oldest file near the end.
       const limits = { maxSize: '100m', maxFiles: 10 };
       ctx.log('starting berthd');
-      const b = await startBerth(CGROUP_PARENT);
+      const b = await startBerth(BENCH_CGROUP);
       berth = b.d;
-      const cg = CpuGroup.create(CLIENT_GROUP);
+      const cg = CpuGroup.create(CLIENT_CGROUP);
       clients = cg;
       const engines = [b.e, ...ctx.peers];
 
       const sample = async (e: Engine, signal: AbortSignal): Promise<Measured> => {
-        const create = await cli(
-          e,
-          ['create', ...e.runFlags, ...e.logFlags(limits), e.image, 'sh', '-c', load.script],
-          { signal },
-        );
-        const id = printedId(create.stdout);
+        const id = await createWriter(e, load, limits, signal);
         try {
-          const inGroup = (args: string[]) => {
-            const c = e.command(args);
-            const w = cg.wrap(c.file, c.args);
-            return runOk(w.file, w.args, { env: c.env, signal, timeoutMs: 30 * 60_000 });
-          };
+          const inGroup = (args: string[]) =>
+            cliInGroup(e, cg, args, { signal, timeoutMs: 30 * 60_000 });
           const before = snap(e, cg);
           const t0 = process.hrtime.bigint();
           await inGroup(['start', id]);
@@ -142,30 +124,19 @@ export function logThroughput(): Scenario {
 
       // Context: bare runc with the container's stdout a plain file: what writing the
       // bytes costs with no log path at all (no line framing, no timestamps, no rotation).
-      const dir = await mkdtemp('/tmp/bb-runc-');
-      tmp = dir;
-      const rootfs = join(dir, 'rootfs');
-      await makeBusyboxRootfs(rootfs);
-      const bundle = join(dir, 'bundle');
-      const etc = await writeBundleEtc(bundle, 'benchlogs');
-      const runcRoot = join(dir, 'runc');
+      const bare = await BareRunc.mkdtemp('benchlogs');
+      runc = bare;
+      await bare.build();
       subjects.push({
         name: 'runc',
         label: 'runc run, stdout to a file',
         role: 'context',
         async sample(signal) {
-          const id = `bench-${process.pid}-${randomBytes(3).toString('hex')}`;
-          await writeBundleConfig(bundle, {
-            rootfs,
-            args: ['sh', '-c', load.script],
-            hostname: 'benchlogs',
-            cgroupsPath: `/${CGROUP_PARENT}/${id}`,
-            etc,
-          });
-          const out = join(dir, 'out.log');
+          const { runArgs } = await bare.prepare(['sh', '-c', load.script]);
+          const out = join(bare.dir, 'out.log');
           const fd = openSync(out, 'w');
           try {
-            const r = await runOk(RUNC, ['--root', runcRoot, 'run', '--bundle', bundle, id], {
+            const r = await runOk(RUNC, runArgs, {
               signal,
               stdoutFd: fd,
               timeoutMs: 10 * 60_000,
@@ -199,31 +170,15 @@ export function logThroughput(): Scenario {
     },
 
     async teardown(ctx: BenchContext): Promise<string[]> {
-      const left: string[] = [];
-      for (const p of ctx.peers) {
-        for (const id of await removeAll(p)) left.push(`${p.name}: container ${id}`);
+      const left = await removePeerContainers(ctx.peers);
+      left.push(...(await stopBerth(berth)));
+      berth = undefined;
+      if (runc) {
+        left.push(...(await runc.remove()));
+        runc = undefined;
       }
-      if (berth) {
-        const d = berth;
-        berth = undefined;
-        const ps = await d.cli(['ps', '-a', '-q'], { stdout: 'all' });
-        const ids = ps.stdout.split('\n').filter(Boolean);
-        for (const id of ids) left.push(`berth: container ${id}`);
-        if (ids.length > 0) await d.cli(['rm', '-f', ...ids]);
-        left.push(...d.leftovers().map((l) => `berth: ${l}`));
-        left.push(...(await d.stop()).map((l) => `berth teardown: ${l}`));
-      }
-      if (tmp) {
-        await runcDeleteAll(join(tmp, 'runc'));
-        for (const m of mountsUnder(tmp)) left.push(`runc: mount ${m}`);
-        if (mountsUnder(tmp).length === 0) await rm(tmp, { recursive: true, force: true });
-        tmp = undefined;
-      }
-      for (const g of sweepCgroups(CGROUP_PARENT)) left.push(`cgroup still busy: ${g}`);
-      if (clients) {
-        for (const g of clients.remove()) left.push(`cgroup still busy: ${g}`);
-        clients = undefined;
-      }
+      left.push(...sweepBenchCgroups(clients));
+      clients = undefined;
       return left;
     },
 

@@ -4,35 +4,20 @@
 // with berth (and docker's --tail 100). The histories are written once, in set-up, by the
 // log-throughput workload; every read is checked once, untimed, for its size.
 import type { BenchDaemon } from '../lib/berthd.ts';
-import {
-  cli,
-  inspectTimes,
-  printedId,
-  removeAll,
-  startBerth,
-  type Engine,
-} from '../lib/engines.ts';
-import { sweepCgroups } from '../lib/host.ts';
-import { runOk } from '../lib/proc.ts';
+import { cli, cliInGroup, inspectTimes, startBerth, type Engine } from '../lib/engines.ts';
+import { BENCH_CGROUP, CLIENT_CGROUP } from '../lib/host.ts';
 import { CpuGroup, procCpuNs } from '../lib/sysstat.ts';
+import { removePeerContainers, stopBerth, sweepBenchCgroups } from '../lib/teardown.ts';
 import type { BenchContext, Scenario, Subject } from '../lib/types.ts';
-import { limitsFor, logLoad, MB, type LogLoad } from '../lib/workload.ts';
+import { createWriter, limitsFor, logLoad, MB, type LogLoad } from '../lib/workload.ts';
 
-const CGROUP_PARENT = 'berth-bench';
-const CLIENT_GROUP = 'berth-bench-clients';
 const LONG = 30 * 60_000;
 
 const agentCpuNs = (e: Engine) => e.agents().reduce((a, p) => a + (procCpuNs(p.pid) ?? 0), 0);
 
 // Writes a history of `load` and waits for the writer's exit; returns the container id.
 async function history(e: Engine, load: LogLoad, signal: AbortSignal): Promise<string> {
-  const limits = limitsFor(load.bytes);
-  const c = await cli(
-    e,
-    ['create', ...e.runFlags, ...e.logFlags(limits), e.image, 'sh', '-c', load.script],
-    { signal },
-  );
-  const id = printedId(c.stdout);
+  const id = await createWriter(e, load, limitsFor(load.bytes), signal);
   await cli(e, ['start', id], { signal });
   const w = await cli(e, e.waitArgs(id), { signal, timeoutMs: LONG });
   if (w.stdout.trim() !== '0') throw new Error(`${e.name}: the writer exited with ${w.stdout}`);
@@ -64,9 +49,9 @@ export function logsRead(): Scenario {
       const wholeMB = `${(whole.bytes / MB).toFixed(0)} MB`;
       const bigMB = `${(big.bytes / MB).toFixed(0)} MB`;
       ctx.log('starting berthd');
-      const b = await startBerth(CGROUP_PARENT);
+      const b = await startBerth(BENCH_CGROUP);
       berth = b.d;
-      const cg = CpuGroup.create(CLIENT_GROUP);
+      const cg = CpuGroup.create(CLIENT_CGROUP);
       clients = cg;
       const subjects: Subject[] = [];
 
@@ -98,12 +83,9 @@ export function logsRead(): Scenario {
           role: e.name === 'berth' ? 'subject' : 'peer',
           group,
           async sample(signal) {
-            const c = e.command(args);
-            const w = cg.wrap(c.file, c.args);
             const agents0 = agentCpuNs(e);
             const cli0 = cg.usageNs();
-            const r = await runOk(w.file, w.args, {
-              env: c.env,
+            const r = await cliInGroup(e, cg, args, {
               signal,
               stdout: 'ignore',
               timeoutMs: LONG,
@@ -177,22 +159,12 @@ export function logsRead(): Scenario {
     },
 
     async teardown(ctx: BenchContext): Promise<string[]> {
-      const left: string[] = [];
-      for (const p of ctx.peers) await removeAll(p);
-      if (berth) {
-        const d = berth;
-        berth = undefined;
-        const ps = await d.cli(['ps', '-a', '-q'], { stdout: 'all' });
-        const ids = ps.stdout.split('\n').filter(Boolean);
-        if (ids.length > 0) await d.cli(['rm', '-f', ...ids]);
-        left.push(...d.leftovers().map((l) => `berth: ${l}`));
-        left.push(...(await d.stop()).map((l) => `berth teardown: ${l}`));
-      }
-      for (const g of sweepCgroups(CGROUP_PARENT)) left.push(`cgroup still busy: ${g}`);
-      if (clients) {
-        for (const g of clients.remove()) left.push(`cgroup still busy: ${g}`);
-        clients = undefined;
-      }
+      // The histories are kept until now.
+      const left = await removePeerContainers(ctx.peers, { expected: true });
+      left.push(...(await stopBerth(berth, { expected: true })));
+      berth = undefined;
+      left.push(...sweepBenchCgroups(clients));
+      clients = undefined;
       return left;
     },
 

@@ -6,13 +6,13 @@
 // and after they are removed: berthd; dockerd + containerd; podman has no daemon.
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { BenchDaemon } from '../lib/berthd.ts';
-import { cli, printedId, removeAll, startBerth, type Engine } from '../lib/engines.ts';
-import { sweepCgroups } from '../lib/host.ts';
+import { cli, printedId, startBerth, type Engine } from '../lib/engines.ts';
+import { BENCH_CGROUP } from '../lib/host.ts';
 import { waitUntil } from '../lib/proc.ts';
 import { procMem } from '../lib/sysstat.ts';
+import { removePeerContainers, stopBerth, sweepBenchCgroups } from '../lib/teardown.ts';
 import type { BenchContext, Measured, Scenario, Subject } from '../lib/types.ts';
 
-const CGROUP_PARENT = 'berth-bench';
 const SETTLE_MS = 2000;
 
 function agentRss(e: Engine): { total: number; each: Record<string, number> } {
@@ -42,7 +42,7 @@ export function monitorMemory(): Scenario {
     async setup(ctx: BenchContext): Promise<readonly Subject[]> {
       const n = ctx.quick ? 10 : 50;
       ctx.log('starting berthd');
-      const b = await startBerth(CGROUP_PARENT);
+      const b = await startBerth(BENCH_CGROUP);
       berth = b.d;
 
       const sample = async (e: Engine, signal: AbortSignal): Promise<Measured> => {
@@ -106,22 +106,10 @@ export function monitorMemory(): Scenario {
     },
 
     async teardown(ctx: BenchContext): Promise<string[]> {
-      const left: string[] = [];
-      for (const p of ctx.peers) {
-        for (const id of await removeAll(p)) left.push(`${p.name}: container ${id}`);
-      }
-      if (berth) {
-        const d = berth;
-        berth = undefined;
-        const ps = await d.cli(['ps', '-a', '-q'], { stdout: 'all' });
-        const ids = ps.stdout.split('\n').filter(Boolean);
-        for (const id of ids) left.push(`berth: container ${id}`);
-        if (ids.length > 0) await d.cli(['rm', '-f', ...ids]);
-        await waitUntil(() => d.leftovers().length === 0, 10_000);
-        left.push(...d.leftovers().map((l) => `berth: ${l}`));
-        left.push(...(await d.stop()).map((l) => `berth teardown: ${l}`));
-      }
-      for (const g of sweepCgroups(CGROUP_PARENT)) left.push(`cgroup still busy: ${g}`);
+      const left = await removePeerContainers(ctx.peers);
+      left.push(...(await stopBerth(berth, { settleMs: 10_000 })));
+      berth = undefined;
+      left.push(...sweepBenchCgroups());
       return left;
     },
 

@@ -8,13 +8,13 @@
 // delay, doubling, like docker's) and with --restart-delay 0s (podman has no delay).
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { BenchDaemon } from '../lib/berthd.ts';
-import { cli, printedId, removeAll, startBerth, type Engine } from '../lib/engines.ts';
-import { sweepCgroups } from '../lib/host.ts';
-import { waitUntil } from '../lib/proc.ts';
+import { cli, printedId, startBerth, type Engine } from '../lib/engines.ts';
+import { BENCH_CGROUP } from '../lib/host.ts';
 import { summarize } from '../lib/stats.ts';
+import { removePeerContainers, stopBerth, sweepBenchCgroups } from '../lib/teardown.ts';
 import type { BenchContext, Measured, Scenario, Subject } from '../lib/types.ts';
+import { warmUpEachRow } from '../lib/warmup.ts';
 
-const CGROUP_PARENT = 'berth-bench';
 // Two stamps a run (tv_sec and tv_usec lines of adjtimex, which reads the clock with µs;
 // busybox's date has no %N here), 0.3 s apart, then a failure.
 const SCRIPT = 'adjtimex|grep tv_;sleep 0.3;adjtimex|grep tv_;exit 1';
@@ -219,9 +219,14 @@ export function restartLatency(): Scenario {
 
     async setup(ctx: BenchContext): Promise<readonly Subject[]> {
       ctx.log('starting berthd');
-      const b = await startBerth(CGROUP_PARENT);
+      const b = await startBerth(BENCH_CGROUP);
       berth = b.d;
       const always = ['--restart', 'always'];
+      // The peer's row, when that peer is set up.
+      const peer = (name: Engine['name'], label: string, group: string): Row[] =>
+        ctx.peers
+          .filter((p) => p.name === name)
+          .map((p) => ({ name: p.name, label, role: 'peer', group, engine: p, flags: always }));
       const rows: Row[] = [
         {
           name: 'berth',
@@ -231,39 +236,17 @@ export function restartLatency(): Scenario {
           engine: b.e,
           flags: always,
         },
+        ...peer('docker', 'docker --restart always (100 ms, doubling)', 'first delay 100 ms'),
+        {
+          name: 'berth',
+          label: 'berth --restart always --restart-delay 0s',
+          role: 'subject',
+          group: 'no delay',
+          engine: b.e,
+          flags: [...always, '--restart-delay', '0s'],
+        },
+        ...peer('podman', 'podman --restart always (no delay)', 'no delay'),
       ];
-      for (const p of ctx.peers) {
-        if (p.name === 'docker') {
-          rows.push({
-            name: p.name,
-            label: 'docker --restart always (100 ms, doubling)',
-            role: 'peer',
-            group: 'first delay 100 ms',
-            engine: p,
-            flags: always,
-          });
-        }
-      }
-      rows.push({
-        name: 'berth',
-        label: 'berth --restart always --restart-delay 0s',
-        role: 'subject',
-        group: 'no delay',
-        engine: b.e,
-        flags: [...always, '--restart-delay', '0s'],
-      });
-      for (const p of ctx.peers) {
-        if (p.name === 'podman') {
-          rows.push({
-            name: p.name,
-            label: 'podman --restart always (no delay)',
-            role: 'peer',
-            group: 'no delay',
-            engine: p,
-            flags: always,
-          });
-        }
-      }
       const subjects = rows.map((row): Subject => ({
         name: row.name,
         label: row.label,
@@ -271,11 +254,7 @@ export function restartLatency(): Scenario {
         group: row.group,
         sample: (signal) => sample(row, signal),
       }));
-      // Warm-up, untimed, which also checks every row before the clock runs.
-      if (!ctx.quick) {
-        ctx.log('warm-up: one sample per row');
-        for (const s of subjects) await s.sample(ctx.signal);
-      }
+      await warmUpEachRow(subjects, ctx);
       taken.clear();
       notes.push(
         `container: sh -c '${SCRIPT}'; each sample is a new container, removed (rm -f) once ` +
@@ -297,23 +276,10 @@ export function restartLatency(): Scenario {
     },
 
     async teardown(ctx: BenchContext): Promise<string[]> {
-      const left: string[] = [];
-      for (const p of ctx.peers) {
-        for (const id of await removeAll(p)) left.push(`${p.name}: container ${id}`);
-        for (const id of await removeAll(p)) left.push(`${p.name}: container ${id} not removed`);
-      }
-      if (berth) {
-        const d = berth;
-        berth = undefined;
-        const ps = await d.cli(['ps', '-a', '-q'], { stdout: 'all' });
-        const ids = ps.stdout.split('\n').filter(Boolean);
-        for (const id of ids) left.push(`berth: container ${id}`);
-        if (ids.length > 0) await d.cli(['rm', '-f', ...ids], { timeoutMs: 120_000 });
-        await waitUntil(() => d.leftovers().length === 0, 10_000);
-        left.push(...d.leftovers().map((l) => `berth: ${l}`));
-        left.push(...(await d.stop()).map((l) => `berth teardown: ${l}`));
-      }
-      for (const g of sweepCgroups(CGROUP_PARENT)) left.push(`cgroup still busy: ${g}`);
+      const left = await removePeerContainers(ctx.peers, { recheck: true });
+      left.push(...(await stopBerth(berth, { rmTimeoutMs: 120_000, settleMs: 10_000 })));
+      berth = undefined;
+      left.push(...sweepBenchCgroups());
       return left;
     },
 

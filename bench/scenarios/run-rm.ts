@@ -4,40 +4,23 @@
 // both include removal), and against `docker run --rm` and `podman run --rm` of the same
 // root filesystem when those peers are set up. `berth version` is timed as context: Node
 // start-up plus one API call.
-import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { BareRunc } from '../lib/bare-runc.ts';
 import { BenchDaemon } from '../lib/berthd.ts';
-import { makeBusyboxRootfs, writeBundleConfig, writeBundleEtc } from '../lib/bundle.ts';
-import {
-  cgroupLeftovers,
-  mountsUnder,
-  RUNC,
-  runcDeleteAll,
-  runcStateLeftovers,
-  sweepCgroups,
-} from '../lib/host.ts';
-import { cli } from '../lib/engines.ts';
+import { BENCH_CGROUP, cgroupLeftovers, RUNC, runcStateLeftovers } from '../lib/host.ts';
 import { run, timedOk, waitUntil } from '../lib/proc.ts';
+import { removePeerContainers, sweepBenchCgroups } from '../lib/teardown.ts';
 import type { BenchContext, Scenario, Subject } from '../lib/types.ts';
-
-export const CGROUP_PARENT = 'berth-bench';
 
 export function runRm(): Scenario {
   let daemon: BenchDaemon | undefined;
-  let tmp: string | undefined;
+  let runc: BareRunc | undefined;
   // Per berth sample that returned with state still present: how many items.
   const stale: number[] = [];
 
   const teardown = async (ctx: BenchContext): Promise<string[]> => {
-    const left: string[] = [];
-    for (const p of ctx.peers) {
-      const r = await cli(p, ['ps', '-aq']).catch(() => undefined);
-      const ids = r?.stdout.split('\n').filter(Boolean) ?? [];
-      for (const id of ids) left.push(`${p.name}: container ${id}`);
-      if (ids.length > 0) await cli(p, p.rmArgs(ids)).catch(() => undefined);
-    }
+    const left = await removePeerContainers(ctx.peers);
     if (daemon) {
       // Measured before stopping berthd: this is what `berth run --rm` itself leaves. An
       // interrupted sample may still be being removed, so give berthd a moment to settle.
@@ -49,16 +32,14 @@ export function runRm(): Scenario {
       left.push(...(await daemon.stop()).map((l) => `berth teardown: ${l}`));
       daemon = undefined;
     }
-    if (tmp) {
-      const runcRoot = join(tmp, 'runc');
-      left.push(...runcStateLeftovers(runcRoot).map((l) => `runc: ${l}`));
-      await runcDeleteAll(runcRoot);
-      for (const m of mountsUnder(tmp)) left.push(`runc: mount ${m}`);
-      if (mountsUnder(tmp).length === 0) await rm(tmp, { recursive: true, force: true });
-      tmp = undefined;
+    if (runc) {
+      // runc run deletes what it made when the container exits: any state is a leftover.
+      left.push(...runcStateLeftovers(runc.stateRoot).map((l) => `runc: ${l}`));
+      left.push(...(await runc.remove()));
+      runc = undefined;
     }
-    left.push(...cgroupLeftovers(CGROUP_PARENT).map((g) => `cgroup ${g}`));
-    for (const d of sweepCgroups(CGROUP_PARENT)) left.push(`cgroup still busy: ${d}`);
+    left.push(...cgroupLeftovers(BENCH_CGROUP).map((g) => `cgroup ${g}`));
+    left.push(...sweepBenchCgroups());
     return left;
   };
 
@@ -68,23 +49,17 @@ export function runRm(): Scenario {
 
     async setup(ctx: BenchContext): Promise<readonly Subject[]> {
       ctx.log('starting berthd');
-      const d = await BenchDaemon.start(CGROUP_PARENT);
+      const d = await BenchDaemon.start(BENCH_CGROUP);
       daemon = d;
-      const dir = await mkdtemp('/tmp/bb-runc-');
-      tmp = dir;
-      ctx.log(`building bundle in ${dir}`);
-      const rootfs = join(dir, 'rootfs');
-      await makeBusyboxRootfs(rootfs);
-      const bundle = join(dir, 'bundle');
-      const hostname = 'benchrunc';
-      const etc = await writeBundleEtc(bundle, hostname);
-      const runcRoot = join(dir, 'runc');
+      const bare = await BareRunc.mkdtemp('benchrunc');
+      runc = bare;
+      ctx.log(`building bundle in ${bare.dir}`);
+      await bare.build();
 
       // Fail early, untimed, if either side does not work at all.
       const v = await d.cli(['version']);
       if (v.code !== 0) throw new Error(`berth version failed: ${v.stderr}`);
 
-      let n = 0;
       const berthRun: Subject = {
         name: 'berth',
         label: 'berth run --rm busybox true',
@@ -106,21 +81,12 @@ export function runRm(): Scenario {
         label: 'runc run (equivalent bundle)',
         role: 'baseline',
         async sample(signal) {
-          const id = `bench-${process.pid}-${n++}-${randomBytes(3).toString('hex')}`;
-          await writeBundleConfig(bundle, {
-            rootfs,
-            args: ['true'],
-            hostname,
-            cgroupsPath: `/${CGROUP_PARENT}/${id}`,
-            etc,
-          });
-          const ms = await timedOk(RUNC, ['--root', runcRoot, 'run', '--bundle', bundle, id], {
-            signal,
-          });
+          const { id, runArgs } = await bare.prepare(['true']);
+          const ms = await timedOk(RUNC, runArgs, { signal });
           // runc run (without --keep) deletes the container once it exits; if that ever
           // changes, the comparison with berth --rm would be unfair, so stop here.
-          if (existsSync(join(runcRoot, id))) {
-            await run(RUNC, ['--root', runcRoot, 'delete', '--force', id]);
+          if (existsSync(join(bare.stateRoot, id))) {
+            await run(RUNC, ['--root', bare.stateRoot, 'delete', '--force', id]);
             throw new Error(`runc run left state for ${id}: add runc delete to the timed region`);
           }
           return ms;

@@ -4,17 +4,16 @@
 // container's cgroup once a second). docker: `docker stats --no-stream` (dockerd asks
 // containerd, which asks every shim, and waits for two samples a second apart), and its
 // daemons and shims while idle; podman likewise (no daemon: the CLI reads the cgroups).
-import { request } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { BenchDaemon } from '../lib/berthd.ts';
-import { cli, printedId, removeAll, startBerth, type Engine } from '../lib/engines.ts';
-import { sweepCgroups } from '../lib/host.ts';
-import { runOk, waitUntil } from '../lib/proc.ts';
+import { repeatConcurrently } from '../lib/concurrently.ts';
+import { cli, cliInGroup, printedId, removeAll, startBerth, type Engine } from '../lib/engines.ts';
+import { BENCH_CGROUP, CLIENT_CGROUP } from '../lib/host.ts';
 import { cpuDelta, CpuGroup, readCpu, type CpuReading } from '../lib/sysstat.ts';
+import { removePeerContainers, stopBerth, sweepBenchCgroups } from '../lib/teardown.ts';
 import type { BenchContext, Measured, Scenario, Subject } from '../lib/types.ts';
+import { unixRequest, type Reply } from '../lib/unix-http.ts';
 
-const CGROUP_PARENT = 'berth-bench';
-const CLIENT_GROUP = 'berth-bench-clients';
 // Samples of the peers' stats calls (docker's takes ~2 s by design) and idle windows.
 const PEER_RUNS = 5;
 // Quiet time before an idle window, so that the previous sample's tail is not in it.
@@ -83,25 +82,13 @@ const ms = (ns: number) => ns / 1e6;
 // calls under way before throwing, so that teardown sees every container made.
 async function startIdle(e: Engine, n: number, signal: AbortSignal): Promise<string[]> {
   const ids: string[] = [];
-  let next = 0;
-  let failed = false;
-  const worker = async () => {
-    while (next < n && !failed) {
-      next++;
-      try {
-        const r = await cli(e, ['run', '-d', ...e.runFlags, e.image, 'sleep', '3600'], {
-          signal,
-          timeoutMs: 120_000,
-        });
-        ids.push(printedId(r.stdout));
-      } catch (err) {
-        failed = true;
-        throw err;
-      }
-    }
-  };
-  const done = await Promise.allSettled(Array.from({ length: START_CONCURRENCY }, worker));
-  for (const d of done) if (d.status === 'rejected') throw d.reason;
+  await repeatConcurrently(n, START_CONCURRENCY, async () => {
+    const r = await cli(e, ['run', '-d', ...e.runFlags, e.image, 'sleep', '3600'], {
+      signal,
+      timeoutMs: 120_000,
+    });
+    ids.push(printedId(r.stdout));
+  });
   return ids;
 }
 
@@ -109,22 +96,10 @@ async function startIdle(e: Engine, n: number, signal: AbortSignal): Promise<str
 const tableRows = (stdout: string) => stdout.split('\n').filter((l) => l.trim() !== '').length - 1;
 
 // One GET /metrics on berthd's unix socket, a new connection as a scraper would make.
-function scrape(socket: string, signal: AbortSignal): Promise<{ ms: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const t0 = process.hrtime.bigint();
-    const req = request({ socketPath: socket, path: '/metrics', agent: false, signal }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (b: Buffer) => chunks.push(b));
-      res.on('error', reject);
-      res.on('end', () => {
-        const elapsed = Number(process.hrtime.bigint() - t0) / 1e6;
-        if (res.statusCode !== 200) reject(new Error(`GET /metrics: HTTP ${res.statusCode}`));
-        else resolve({ ms: elapsed, body: Buffer.concat(chunks).toString() });
-      });
-    });
-    req.on('error', reject);
-    req.end();
-  });
+async function scrape(socket: string, signal: AbortSignal): Promise<Reply> {
+  const r = await unixRequest(socket, '/metrics', { agent: false, signal });
+  if (r.status !== 200) throw new Error(`GET /metrics: HTTP ${r.status}`);
+  return r;
 }
 
 // Containers with a series in a scrape.
@@ -168,21 +143,18 @@ export function statsCost(): Scenario {
       const n = ctx.quick ? 10 : 100;
       const idleMs = ctx.quick ? 3000 : 10_000;
       ctx.log('starting berthd');
-      const b = await startBerth(CGROUP_PARENT);
+      const b = await startBerth(BENCH_CGROUP);
       berth = b.d;
       const d = b.d;
-      const cg = CpuGroup.create(CLIENT_GROUP);
+      const cg = CpuGroup.create(CLIENT_CGROUP);
       clients = cg;
 
       // `<engine> stats --no-stream`, its CLI in the bench's CPU group; every sample must
       // list all n containers.
       const statsCall = async (e: Engine, signal: AbortSignal): Promise<Measured> => {
-        const c = e.command(['stats', '--no-stream']);
-        const w = cg.wrap(c.file, c.args);
         const s0 = snapshot(e);
         const cli0 = cg.usageNs();
-        const r = await runOk(w.file, w.args, {
-          env: c.env,
+        const r = await cliInGroup(e, cg, ['stats', '--no-stream'], {
           signal,
           stdout: 'all',
           timeoutMs: 120_000,
@@ -380,26 +352,14 @@ export function statsCost(): Scenario {
     },
 
     async teardown(ctx: BenchContext): Promise<string[]> {
-      const left: string[] = [];
-      for (const p of ctx.peers) {
-        await removeAll(p);
-        for (const id of await removeAll(p)) left.push(`${p.name}: container ${id} not removed`);
-      }
-      if (berth) {
-        const d = berth;
-        berth = undefined;
-        const ps = await d.cli(['ps', '-a', '-q'], { stdout: 'all' });
-        const ids = ps.stdout.split('\n').filter(Boolean);
-        if (ids.length > 0) await d.cli(['rm', '-f', ...ids], { timeoutMs: 600_000 });
-        await waitUntil(() => d.leftovers().length === 0, 30_000);
-        left.push(...d.leftovers().map((l) => `berth: ${l}`));
-        left.push(...(await d.stop()).map((l) => `berth teardown: ${l}`));
-      }
-      for (const g of sweepCgroups(CGROUP_PARENT)) left.push(`cgroup still busy: ${g}`);
-      if (clients) {
-        for (const g of clients.remove()) left.push(`cgroup still busy: ${g}`);
-        clients = undefined;
-      }
+      // The idle containers are kept until now.
+      const left = await removePeerContainers(ctx.peers, { expected: true, recheck: true });
+      left.push(
+        ...(await stopBerth(berth, { expected: true, rmTimeoutMs: 600_000, settleMs: 30_000 })),
+      );
+      berth = undefined;
+      left.push(...sweepBenchCgroups(clients));
+      clients = undefined;
       return left;
     },
 

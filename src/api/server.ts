@@ -18,6 +18,7 @@ import {
   type LogService,
   type StatsService,
   type VolumeService,
+  type NetworkService,
 } from '../engine/index.ts';
 import type { WaitCondition } from '../types/api.ts';
 import { BerthError, invalid } from '../util/errors.ts';
@@ -29,6 +30,7 @@ import { truthy } from './query.ts';
 import { registerLogRoutes } from './logs.ts';
 import { registerEventRoutes } from './events.ts';
 import { registerVolumeRoutes } from './volumes.ts';
+import { registerNetworkRoutes } from './networks.ts';
 import { metricsRegistry, registerMetricsRoutes } from './metrics.ts';
 
 export interface ApiDeps {
@@ -39,6 +41,7 @@ export interface ApiDeps {
   readonly logs: LogService;
   readonly stats: StatsService;
   readonly volumes: VolumeService;
+  readonly networks: NetworkService;
   readonly version: string;
 }
 
@@ -134,6 +137,26 @@ const CreateBody = Type.Object(
         { maxItems: 128 },
       ),
     ),
+    ports: Type.Optional(
+      Type.Array(
+        Type.Object(
+          {
+            name: Type.Optional(Type.String({ maxLength: 63 })),
+            containerPort: Type.Optional(Type.Integer()),
+            protocol: Type.Union([Type.Literal('tcp'), Type.Literal('udp')]),
+            hostIP: Type.String({ maxLength: 64 }),
+            hostPort: Type.Optional(Type.Integer()),
+            hostPortEnd: Type.Optional(Type.Integer()),
+          },
+          { additionalProperties: false },
+        ),
+        { maxItems: 1024 },
+      ),
+    ),
+    publishAll: Type.Optional(Type.Boolean()),
+    extraHosts: Type.Optional(StrList),
+    dns: Type.Optional(StrList),
+    dnsSearch: Type.Optional(StrList),
     shmSizeBytes: Type.Optional(Type.Integer({ minimum: 0 })),
     readWrite: Type.Optional(Type.Boolean()),
     writableSizeBytes: Type.Optional(Type.Integer({ minimum: 0 })),
@@ -253,8 +276,10 @@ export function buildApi(deps: ApiDeps): {
           (c) =>
             (all || c.state === 'running' || c.state === 'stopping') && matchFilters(c, filters),
         );
-      if (!truthy(q.size)) return list.map((c) => containerSummary(c));
-      return Promise.all(list.map(async (c) => containerSummary(c, await sizes(c))));
+      if (!truthy(q.size)) return list.map((c) => containerSummary(c, containers.netView(c.id)));
+      return Promise.all(
+        list.map(async (c) => containerSummary(c, containers.netView(c.id), await sizes(c))),
+      );
     },
   );
 
@@ -282,7 +307,7 @@ export function buildApi(deps: ApiDeps): {
     { schema: { params: IdParams, querystring: Type.Object({ size: BoolQ }) } },
     async (req: IdReq) => {
       const c = containers.resolve(req.params.id);
-      const base = containerInspect(c, containers.logPath(c.id));
+      const base = containerInspect(c, containers.logPath(c.id), containers.netView(c.id));
       const view = truthy((req.query as { size?: string }).size)
         ? { ...base, ...(await sizes(c)) }
         : base;
@@ -513,6 +538,7 @@ export function buildApi(deps: ApiDeps): {
 
   registerEventRoutes(app, events);
   registerVolumeRoutes(app, deps.volumes);
+  registerNetworkRoutes(app, deps.networks, containers);
 
   // ---- hijacked streams ----
 

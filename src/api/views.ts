@@ -1,8 +1,44 @@
 // Docker-shaped views of berth's records, so `inspect` output and templates written for
 // docker keep working.
 import type { ContainerSummary } from '../types/api.ts';
+import type { NetworkAttachment } from '../types/network.ts';
+import type { PortBinding } from '../types/ports.ts';
 import type { ContainerRecord, ImageRecord } from '../types/domain.ts';
 import { ZERO_TIME } from '../util/time.ts';
+
+// A container's network as the views show it: its host ports, and its address on a berth
+// network.
+export interface NetView {
+  readonly bindings: readonly PortBinding[];
+  readonly attachment?: NetworkAttachment | undefined;
+}
+
+const NO_NET: NetView = { bindings: [] };
+
+function networkModeName(c: ContainerRecord): string {
+  if (c.config.networkMode === 'container') return `container:${c.config.network ?? ''}`;
+  if (c.config.networkMode === 'bridge') return c.config.network ?? 'bridge';
+  return c.config.networkMode;
+}
+
+function dockerPorts(net: NetView) {
+  return net.bindings.map((b) => ({
+    IP: b.hostIP || '0.0.0.0',
+    PrivatePort: b.containerPort,
+    PublicPort: b.hostPort,
+    Type: b.protocol,
+  }));
+}
+
+function portMap(net: NetView): Record<string, { HostIp: string; HostPort: string }[]> {
+  const m: Record<string, { HostIp: string; HostPort: string }[]> = {};
+  for (const b of net.bindings)
+    (m[`${b.containerPort}/${b.protocol}`] ??= []).push({
+      HostIp: b.hostIP,
+      HostPort: String(b.hostPort),
+    });
+  return m;
+}
 
 function dockerState(c: ContainerRecord): string {
   switch (c.state) {
@@ -58,10 +94,12 @@ function commandLine(c: ContainerRecord): string {
 
 export function containerSummary(
   c: ContainerRecord,
+  net: NetView = NO_NET,
   sizes?: { SizeRw: number; SizeRootFs: number },
 ): ContainerSummary {
   return {
     ...sizes,
+    Ports: dockerPorts(net),
     Id: c.id,
     Names: [`/${c.name}`],
     Image: c.config.image,
@@ -75,7 +113,12 @@ export function containerSummary(
   };
 }
 
-export function containerInspect(c: ContainerRecord, logPath: string): Record<string, unknown> {
+export function containerInspect(
+  c: ContainerRecord,
+  logPath: string,
+  net: NetView = NO_NET,
+): Record<string, unknown> {
+  const a = net.attachment;
   const state = dockerState(c);
   const running = state === 'running';
   return {
@@ -161,7 +204,11 @@ export function containerInspect(c: ContainerRecord, logPath: string): Record<st
         : {}),
     },
     HostConfig: {
-      NetworkMode: c.config.networkMode,
+      NetworkMode: networkModeName(c),
+      PortBindings: portMap(net),
+      ExtraHosts: [...(c.config.extraHosts ?? [])],
+      Dns: [...(c.config.dns ?? [])],
+      DnsSearch: [...(c.config.dnsSearch ?? [])],
       AutoRemove: c.config.autoRemove,
       ReadonlyRootfs: true,
       RestartPolicy: {
@@ -185,10 +232,22 @@ export function containerInspect(c: ContainerRecord, logPath: string): Record<st
     },
     Mounts: [],
     NetworkSettings: {
-      Networks: {},
-      Ports: {},
-      SandboxKey: '',
-      IPAddress: '',
+      Networks: a
+        ? {
+            [a.network]: {
+              IPAddress: a.ip,
+              IPPrefixLen: a.prefixLen,
+              Gateway: a.gateway,
+              MacAddress: a.mac,
+            },
+          }
+        : {},
+      Ports: portMap(net),
+      SandboxKey: a?.netnsPath ?? '',
+      IPAddress: a?.ip ?? '',
+      IPPrefixLen: a?.prefixLen ?? 0,
+      Gateway: a?.gateway ?? '',
+      MacAddress: a?.mac ?? '',
     },
   };
 }

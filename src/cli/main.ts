@@ -14,6 +14,7 @@ import {
   type PolicyFlags,
 } from './policy-flags.ts';
 import { addMountOptions, applyMountFlags, type MountFlags } from './mount-flags.ts';
+import { addNetworkOptions, networkRequest, type NetworkFlags } from './network-flags.ts';
 import { BerthError, errorMessage } from '../util/errors.ts';
 import { formatItems, table, truncate } from './output.ts';
 import { initialResize, pumpStream } from './streams.ts';
@@ -21,6 +22,7 @@ import { Demuxer, STDERR } from '../util/stream-frame.ts';
 import { parseTemplate } from './template.ts';
 import { addEventsCommand } from './events.ts';
 import { addVolumeCommands } from './volumes.ts';
+import { addNetworkCommands } from './networks.ts';
 
 const collect = (v: string, prev: string[]) => [...prev, v];
 
@@ -87,7 +89,7 @@ function parseLabels(values: string[]): Record<string, string> {
   return out;
 }
 
-interface CreateFlags extends LimitFlags, PolicyFlags, MountFlags {
+interface CreateFlags extends LimitFlags, PolicyFlags, MountFlags, NetworkFlags {
   name?: string;
   env: string[];
   envFile: string[];
@@ -107,7 +109,7 @@ interface CreateFlags extends LimitFlags, PolicyFlags, MountFlags {
 }
 
 function addCreateOptions(c: Command): Command {
-  return addMountOptions(addPolicyOptions(c))
+  return addNetworkOptions(addMountOptions(addPolicyOptions(c)))
     .option('--name <name>', 'assign a name to the container')
     .option('-e, --env <KEY=VALUE>', 'set an environment variable', collect, [])
     .option('--env-file <file>', 'read environment variables from a file', collect, [])
@@ -119,7 +121,7 @@ function addCreateOptions(c: Command): Command {
     .option('-i, --interactive', 'keep stdin open')
     .option('-t, --tty', 'allocate a pseudo-terminal')
     .option('--rm', 'remove the container when it exits')
-    .option('--network <mode>', 'network mode: none or host', 'none')
+    .option('--network <mode>', 'bridge (default), host, none, container:NAME, or a network name')
     .option('--stop-signal <signal>', 'signal to stop the container')
     .option('--stop-timeout <seconds>', 'seconds to wait before SIGKILL on stop')
     .option('--log-opt <key=value>', 'log option: max-size, max-file, compress', collect, [])
@@ -183,6 +185,7 @@ function createRequest(image: string, cmd: string[], f: CreateFlags): CreateCont
   const health = healthRequest(f);
   if (health) req.healthcheck = health;
   applyMountFlags(req, f);
+  Object.assign(req, networkRequest(f));
   if (cmd.length > 0) req.cmd = cmd;
   if (f.name !== undefined) req.name = f.name;
   if (f.workdir !== undefined) req.workdir = f.workdir;
@@ -242,7 +245,7 @@ function psRow(c: ContainerSummary): Record<string, unknown> {
     Labels: Object.entries(c.Labels)
       .map(([k, v]) => `${k}=${v}`)
       .join(','),
-    Ports: '',
+    Ports: c.Ports.map((p) => `${p.IP}:${p.PublicPort}->${p.PrivatePort}/${p.Type}`).join(', '),
     Pid: c.Pid,
     Size:
       c.SizeRw !== undefined
@@ -583,7 +586,7 @@ export function buildProgram(
                 f.trunc ? String(rows[i]?.['Command']) : `"${c.Command}"`,
                 ago(c.Created),
                 c.Status,
-                '',
+                String(rows[i]?.['Ports']),
                 String(rows[i]?.['Names']),
                 ...(f.size ? [String(rows[i]?.['Size'])] : []),
               ]),
@@ -742,6 +745,7 @@ export function buildProgram(
 
   addEventsCommand(program, client, out);
   addVolumeCommands(program, client, out, (code) => new ExitError(code));
+  addNetworkCommands(program, client, out, (code) => new ExitError(code));
 
   program
     .command('logs')

@@ -18,6 +18,7 @@ import type {
   VolumeListResponse,
   VolumePruneResponse,
 } from '../types/volume.ts';
+import type { CreateNetworkRequest, NetworkInspect } from '../types/network.ts';
 import { BerthError, ERROR_CODES, type ErrorCode } from '../util/errors.ts';
 
 // Importing node:http as an ES module evaluates all its exports, and one of them is a lazy
@@ -287,6 +288,22 @@ export class BerthClient {
   }
   pruneVolumes(): Promise<VolumePruneResponse> {
     return this.call<VolumePruneResponse>('POST', '/v1/volumes/prune').then((r) => r.data);
+  }
+  createNetwork(body: CreateNetworkRequest): Promise<NetworkInspect> {
+    return this.call<NetworkInspect>('POST', '/v1/networks', { body }).then((r) => r.data);
+  }
+  listNetworks(): Promise<NetworkInspect[]> {
+    return this.call<NetworkInspect[]>('GET', '/v1/networks').then((r) => r.data);
+  }
+  inspectNetwork(nameOrId: string): Promise<NetworkInspect> {
+    return this.call<NetworkInspect>('GET', `/v1/networks/${encodeURIComponent(nameOrId)}`).then(
+      (r) => r.data,
+    );
+  }
+  removeNetwork(nameOrId: string): Promise<void> {
+    return this.call('DELETE', `/v1/networks/${encodeURIComponent(nameOrId)}`).then(
+      () => undefined,
+    );
   }
   version(): Promise<Record<string, unknown>> {
     return this.call<Record<string, unknown>>('GET', '/v1/version').then((r) => r.data);

@@ -17,12 +17,16 @@ import {
   ImageService,
   StatsService,
   VolumeService,
+  NetworkService,
+  PortAllocator,
+  parsePortRange,
   LogService,
   parseLogOpts,
   parseSize,
 } from '../engine/index.ts';
 import { parseDurationMs } from '../util/time.ts';
 import { ImageFiles } from '../images/rootfs.ts';
+import { HostAddress } from '../network/host-address.ts';
 import { Runc } from '../runtime/runc.ts';
 import { Store } from '../store/index.ts';
 import { BerthError, errorMessage } from '../util/errors.ts';
@@ -52,6 +56,10 @@ export interface DaemonOptions {
   statsInterval: string;
   eventsMaxCount: string;
   eventsMaxAge: string;
+  bridgeSubnet: string;
+  advertiseIp?: string;
+  portRange: string;
+  bridgeName: string;
 }
 
 export function daemonCommand(): Command {
@@ -94,6 +102,17 @@ export function daemonCommand(): Command {
     )
     .option('--events-max-count <n>', 'events kept in the journal, newest first', '1000000')
     .option('--events-max-age <duration>', 'how long events stay in the journal', '720h')
+    .option('--bridge-subnet <cidr>', 'subnet of the default network, bridge', '10.213.0.0/16')
+    .option(
+      '--advertise-ip <ip>',
+      "the host address containers are told they are reached at (default: the default route's)",
+    )
+    .option('--port-range <from-to>', 'host ports allocated for -p and --port', '20000-32000')
+    .option(
+      '--bridge-name <ifname>',
+      'Linux bridge of the default network (give berthds that share a host each their own)',
+      'berth0',
+    )
     .action(async (o: Omit<DaemonOptions, 'socket'> & { socket?: string }) => {
       const runRoot = resolve(o.runRoot);
       await runDaemon({
@@ -207,6 +226,23 @@ export async function runDaemon(o: DaemonOptions): Promise<void> {
   const volumes = new VolumeService(store, events, log, { dataRoot: o.root });
   await volumes.init();
   containers.setVolumes(volumes);
+  const networks = new NetworkService(store, events, log, {
+    runRoot: o.runRoot,
+    bridgeSubnet: o.bridgeSubnet,
+    bridgeName: o.bridgeName,
+  });
+  await networks.init();
+  containers.setNetworking({
+    networks,
+    ports: new PortAllocator(store, parsePortRange(o.portRange)),
+    hostAddress: new HostAddress(o.advertiseIp ? { advertiseIP: o.advertiseIp } : {}),
+  });
+  networks.setUsedBy((n) =>
+    containers
+      .list()
+      .filter((c) => c.config.networkMode === 'bridge' && c.config.network === n.name)
+      .map((c) => c.id),
+  );
   // Docker's rule: a container that names a volume holds it, running or not.
   volumes.setUsedBy((name) =>
     containers
@@ -228,6 +264,7 @@ export async function runDaemon(o: DaemonOptions): Promise<void> {
     logs,
     stats,
     volumes,
+    networks,
     version,
   });
   app.server.on('upgrade', (req, sock, head) => {

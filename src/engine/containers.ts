@@ -9,7 +9,19 @@ import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import type { Cgroups } from '../cgroups/index.ts';
 import { resolveUser } from '../images/users.ts';
-import { writeEtcFiles } from '../network/etc-files.ts';
+import {
+  containerHosts,
+  resolveExtraHosts,
+  rewriteHosts,
+  writeEtcFiles,
+} from '../network/etc-files.ts';
+import type { PortAllocator } from './ports.ts';
+import { checkNetworkFields, portsForMode, publishAllRequests } from './ports.ts';
+import type { HostAddress } from '../network/host-address.ts';
+import { networkEnv, networkJson, NONE_MODE_IP } from '../network/self-knowledge.ts';
+import type { NetworkAttachment, PortMapping } from '../types/network.ts';
+import type { PortBinding } from '../types/ports.ts';
+
 import {
   connectAttach,
   launchMonitor,
@@ -77,6 +89,32 @@ export interface VolumeProvider {
   prepare(name: string): Promise<string>;
 }
 
+// What the engine needs of the network service (engine/networks.ts).
+export interface NetworkProvider {
+  get(nameOrId: string): { readonly name: string };
+  attach(
+    containerId: string,
+    network: string,
+    opts: { portMappings: readonly PortMapping[] },
+  ): Promise<NetworkAttachment>;
+  detach(containerId: string): Promise<void>;
+  attachment(containerId: string): NetworkAttachment | undefined;
+  sweep(keep: (containerId: string) => boolean): Promise<number>;
+}
+
+interface Networking {
+  readonly networks: NetworkProvider;
+  readonly ports: PortAllocator;
+  readonly hostAddress: HostAddress;
+}
+
+// How a container is reached, once its network is up: for the spec, /etc files and the
+// self-knowledge env and network.json.
+interface NetInfo {
+  readonly netnsPath?: string;
+  readonly ip: string;
+}
+
 export interface ContainerEngineOptions {
   readonly dataRoot: string;
   readonly runRoot: string;
@@ -113,7 +151,9 @@ function envKey(e: string): string {
   return i < 0 ? e : e.slice(0, i);
 }
 
-function mergeEnv(base: readonly string[], over: readonly string[]): string[] {
+// Later entries win, and each key appears once (with duplicates, which one a program
+// sees depends on its libc).
+export function mergeEnv(base: readonly string[], over: readonly string[]): string[] {
   const m = new Map<string, string>();
   for (const e of [...base, ...over]) m.set(envKey(e), e);
   return [...m.values()];
@@ -136,6 +176,7 @@ export class ContainerEngine {
   private readonly host: HostLimits = readHostLimits();
   private readonly health: HealthService;
   private volumes: VolumeProvider | undefined;
+  private net: Networking | undefined;
   private monitorCgroupProcs: string[] = [];
 
   constructor(
@@ -224,10 +265,16 @@ export class ContainerEngine {
     for (const e of req.env ?? []) {
       if (!e || e.startsWith('=')) throw invalid('env', `"${e}" is not KEY=VALUE`);
     }
-    const networkMode = (req.networkMode ?? 'none') as NetworkMode;
-    if (networkMode !== 'none' && networkMode !== 'host') {
-      throw invalid('networkMode', `"${req.networkMode}" is not supported (none, host)`);
-    }
+    const { mode: networkMode, network } = this.resolveNetworkMode(req.networkMode);
+    checkNetworkFields(req);
+    if (networkMode === 'container' && req.hostname)
+      throw invalid('hostname', "conflicts with sharing another container's network");
+    const portRequests = portsForMode(networkMode, [
+      ...(req.ports ?? []),
+      ...(req.publishAll
+        ? publishAllRequests(image.config.exposedPorts ?? [], req.ports ?? [])
+        : []),
+    ]);
     const stopSignal = req.stopSignal ?? image.config.stopSignal ?? 'SIGTERM';
     if (parseSignal(stopSignal) === undefined)
       throw invalid('stopSignal', `"${stopSignal}" is not a signal`);
@@ -294,6 +341,10 @@ export class ContainerEngine {
       openStdin: req.openStdin ?? false,
       autoRemove: req.autoRemove ?? false,
       networkMode,
+      ...(network !== undefined ? { network } : {}),
+      ...(req.extraHosts?.length ? { extraHosts: [...req.extraHosts] } : {}),
+      ...(req.dns?.length ? { dns: [...req.dns] } : {}),
+      ...(req.dnsSearch?.length ? { dnsSearch: [...req.dnsSearch] } : {}),
       stopSignal,
       stopTimeout: req.stopTimeout ?? 10,
       log,
@@ -326,6 +377,9 @@ export class ContainerEngine {
       }
       name ??= generateName((n) => this.store.containers.byName(n) !== undefined);
       this.store.containers.insert({ ...rec, name });
+      // Host ports are the container's from create to removal, so they survive restarts;
+      // allocated in the insert's transaction, so a clash leaves no container behind.
+      if (portRequests.length > 0) this.networking().ports.allocate(id, portRequests);
       this.events.append({
         type: 'container',
         action: 'create',
@@ -382,6 +436,29 @@ export class ContainerEngine {
     this.volumes = v;
   }
 
+  setNetworking(n: Networking): void {
+    this.net = n;
+  }
+
+  private networking(): Networking {
+    if (!this.net) throw new BerthError('NOT_IMPLEMENTED', 'Networking is not available');
+    return this.net;
+  }
+
+  // --network: bridge (default), host, none, container:NAME, or a user network's name.
+  private resolveNetworkMode(s: string | undefined): { mode: NetworkMode; network?: string } {
+    if (s === undefined || s === '' || s === 'bridge' || s === 'default')
+      return { mode: 'bridge', network: 'bridge' };
+    if (s === 'host' || s === 'none') return { mode: s };
+    if (s.startsWith('container:')) {
+      const other = this.resolve(s.slice('container:'.length));
+      if (other.config.networkMode === 'container')
+        throw invalid('networkMode', `${other.name} itself shares another container's network`);
+      return { mode: 'container', network: other.id };
+    }
+    return { mode: 'bridge', network: this.networking().networks.get(s).name };
+  }
+
   private volumePath(name: string): string {
     if (!this.volumes) throw new BerthError('NOT_IMPLEMENTED', 'Volumes are not available');
     return this.volumes.mountpoint(name);
@@ -425,7 +502,8 @@ export class ContainerEngine {
       if (c.config.writable) await mountWritable(this.writable(id), c.config.writable.sizeBytes);
       for (const m of c.config.mounts ?? [])
         if (m.type === 'volume') await this.volumes?.prepare(m.source);
-      const bundle = await this.writeBundle(c);
+      const net = await this.connectNetwork(c);
+      const bundle = await this.writeBundle(c, net);
       await this.logs.prepare(id, c.name, c.config);
       const started = await launchMonitor({
         binary: this.opts.monitorBinary,
@@ -490,6 +568,7 @@ export class ContainerEngine {
       conn?.close();
       this.live.delete(id);
       await this.cleanupRuntime(id);
+      await this.disconnectNetwork(c);
       const code =
         e instanceof BerthError && e.code === 'COMMAND_NOT_FOUND'
           ? 127
@@ -512,7 +591,113 @@ export class ContainerEngine {
     }
   }
 
-  private async writeBundle(c: ContainerRecord): Promise<string> {
+  // The container's network, made before its bundle: its own namespace on a berth network
+  // (with its host ports mapped), or another container's.
+  private async connectNetwork(c: ContainerRecord): Promise<NetInfo> {
+    const mode = c.config.networkMode;
+    if (mode === 'host') return { ip: await this.networking().hostAddress.get() };
+    if (mode === 'none') return { ip: NONE_MODE_IP };
+    if (mode === 'container') {
+      const other = this.get(c.config.network ?? '');
+      if (other.state !== 'running' && other.state !== 'restarting')
+        throw new BerthError(
+          'CONTAINER_NOT_RUNNING',
+          `Cannot start container ${c.name}: ${other.name}, whose network it shares, is not running`,
+        );
+      return this.netInfoOf(other);
+    }
+    const { networks, ports } = this.networking();
+    const a = await networks.attach(c.id, c.config.network ?? 'bridge', {
+      portMappings: ports.bindings(c.id).map((b) => ({
+        hostPort: b.hostPort,
+        containerPort: b.containerPort,
+        protocol: b.protocol,
+        hostIP: b.hostIP,
+      })),
+    });
+    await this.refreshPeers(c.config.network ?? 'bridge', c.id);
+    return { netnsPath: a.netnsPath, ip: a.ip };
+  }
+
+  // The other running containers on a user network, by name.
+  private peersOf(c: ContainerRecord): { ip: string; names: string[] }[] {
+    if (c.config.networkMode !== 'bridge' || c.config.network === 'bridge' || !this.net) return [];
+    return this.store.containers
+      .list()
+      .filter(
+        (x) =>
+          x.id !== c.id &&
+          x.config.networkMode === 'bridge' &&
+          x.config.network === c.config.network &&
+          (x.state === 'running' || x.state === 'restarting'),
+      )
+      .flatMap((x) => {
+        const a = this.net?.networks.attachment(x.id);
+        return a ? [{ ip: a.ip, names: [x.name, x.config.hostname] }] : [];
+      });
+  }
+
+  // Where a running container's network is, for one that shares it.
+  private async netInfoOf(c: ContainerRecord): Promise<NetInfo> {
+    if (c.config.networkMode === 'bridge') {
+      const a = this.net?.networks.attachment(c.id);
+      if (a) return { netnsPath: a.netnsPath, ip: a.ip };
+    }
+    if (c.config.networkMode === 'host') return { ip: await this.networking().hostAddress.get() };
+    return { netnsPath: `/proc/${c.pid}/ns/net`, ip: NONE_MODE_IP };
+  }
+
+  private async disconnectNetwork(c: ContainerRecord): Promise<void> {
+    if (c.config.networkMode !== 'bridge' || !this.net) return;
+    try {
+      await this.net.networks.detach(c.id);
+      await this.refreshPeers(c.config.network ?? 'bridge', c.id);
+    } catch (e) {
+      this.log.warn({ id: c.id, err: errorMessage(e) }, 'leaving the network failed');
+    }
+  }
+
+  // On a user network containers find each other by name through /etc/hosts, rewritten in
+  // place (it is bind-mounted) whenever one joins or leaves, so names keep resolving while
+  // berthd is down. The default network, as docker's, does not do this.
+  private async refreshPeers(network: string, changed: string): Promise<void> {
+    if (network === 'bridge' || !this.net) return;
+    const members = this.store.containers
+      .list()
+      .filter(
+        (x) =>
+          x.config.networkMode === 'bridge' &&
+          x.config.network === network &&
+          (x.id === changed || x.state === 'running' || x.state === 'restarting'),
+      )
+      .flatMap((x) => {
+        const a = this.net?.networks.attachment(x.id);
+        return a ? [{ c: x, ip: a.ip }] : [];
+      });
+    for (const { c: x, ip } of members) {
+      const file = join(this.stateDir(x.id), 'hosts');
+      if (!existsSync(file)) continue;
+      const peers = members
+        .filter((p) => p.c.id !== x.id)
+        .map((p) => ({ ip: p.ip, names: [p.c.name, p.c.config.hostname] }));
+      await rewriteHosts(
+        file,
+        containerHosts(x.config.hostname, 'bridge', '', {
+          ip,
+          aliases: [x.name],
+          extraHosts: resolveExtraHosts(
+            x.config.extraHosts ?? [],
+            await this.networking().hostAddress.get(),
+          ),
+          peers,
+        }),
+      ).catch((e: unknown) =>
+        this.log.warn({ id: x.id, err: errorMessage(e) }, 'rewriting /etc/hosts failed'),
+      );
+    }
+  }
+
+  private async writeBundle(c: ContainerRecord, net: NetInfo): Promise<string> {
     const dir = this.stateDir(c.id);
     await rm(dir, { recursive: true, force: true });
     await mkdir(dir, { recursive: true, mode: 0o700 });
@@ -520,12 +705,32 @@ export class ContainerEngine {
     const user = await resolveUser(rootfs, c.config.user);
     const mounts = c.config.mounts ?? [];
     const memory = c.config.resources?.memory;
-    const etc = await writeEtcFiles(dir, c.config.hostname, c.config.networkMode);
+    const hostIP = this.net ? await this.net.hostAddress.get() : '127.0.0.1';
+    const etc = await writeEtcFiles(dir, c.config.hostname, c.config.networkMode, '/etc', {
+      ip: net.ip,
+      aliases: c.config.networkMode === 'container' ? [] : [c.name],
+      extraHosts: resolveExtraHosts(c.config.extraHosts ?? [], hostIP),
+      peers: this.peersOf(c),
+      ...(c.config.dns ? { dns: c.config.dns } : {}),
+      ...(c.config.dnsSearch ? { dnsSearch: c.config.dnsSearch } : {}),
+    });
+    // What the container is told of how it is reached: env (under the user's, so an
+    // explicit -e wins) and /run/berth/network.json, read-only.
+    const knowledge = {
+      mode: c.config.networkMode,
+      hostIP,
+      containerIP: net.ip,
+      bindings: this.net ? this.net.ports.bindings(c.id) : [],
+    };
+    const netDir = join(dir, 'berth');
+    await mkdir(netDir, { mode: 0o755 });
+    await writeFile(join(netDir, 'network.json'), networkJson(knowledge), { mode: 0o644 });
     const env = mergeEnv(
       [
         `HOSTNAME=${c.config.hostname}`,
         `HOME=${user.home}`,
         ...(c.config.tty ? ['TERM=xterm'] : []),
+        ...networkEnv(knowledge),
       ],
       c.config.env,
     );
@@ -550,7 +755,16 @@ export class ContainerEngine {
         c.config.shmSizeBytes ?? this.opts.shmSizeBytes,
         memory && memory > 0 ? memory : Infinity,
       ),
-      mounts: ociMounts(mounts, (name) => this.volumePath(name), memory),
+      mounts: [
+        {
+          destination: '/run/berth',
+          type: 'bind',
+          source: netDir,
+          options: ['rbind', 'ro', 'nosuid', 'nodev', 'noexec'],
+        },
+        ...ociMounts(mounts, (name) => this.volumePath(name), memory),
+      ],
+      ...(net.netnsPath ? { netnsPath: net.netnsPath } : {}),
       consoleSize: c.config.consoleSize,
       resources: c.config.resources,
     });
@@ -635,6 +849,11 @@ export class ContainerEngine {
     } else {
       await this.ingestSerial(id);
     }
+    // What the run held goes before the container shows as exited, so whoever sees it
+    // exited finds its namespace, address and writable root already given back. Both are
+    // idempotent: a crash before the commit below does them again.
+    await this.releaseWritable(id);
+    await this.disconnectNetwork(c);
     const finishedAt = exit ? new Date(exit.finishedAt) : new Date();
     const exitCode = exit ? exit.exitCode : 137;
     // Committed before the state dir goes: a crash in between re-reads the exit record.
@@ -675,7 +894,6 @@ export class ContainerEngine {
       }
     });
     await rm(this.stateDir(id), { recursive: true, force: true });
-    await this.releaseWritable(id);
     this.unwatchHealth(id);
     this.closePendingAttach(id);
     this.notify.emit(`exit:${id}`);
@@ -963,6 +1181,8 @@ export class ContainerEngine {
     this.store.tx(() => this.store.containers.update(id, { state: 'removing' }));
     this.closePendingAttach(id);
     await this.cleanupRuntime(id);
+    await this.disconnectNetwork(c);
+    this.net?.ports.release(id);
     await rm(join(this.opts.dataRoot, 'containers', id), { recursive: true, force: true });
     await this.logs.retire(id);
     this.store.tx(() => {
@@ -1109,6 +1329,25 @@ export class ContainerEngine {
     }
   }
 
+  // Host ports and the network address, for the views.
+  netView(id: string): { bindings: PortBinding[]; attachment?: NetworkAttachment | undefined } {
+    if (!this.net) return { bindings: [] };
+    return { bindings: this.net.ports.bindings(id), attachment: this.net.networks.attachment(id) };
+  }
+
+  // The environment the container's init got (the image's, the container's, and what it
+  // is told of its network), which an exec or a health probe inherits, as with docker.
+  async initEnv(id: string): Promise<string[]> {
+    try {
+      const spec = JSON.parse(await readFile(join(this.stateDir(id), 'config.json'), 'utf8')) as {
+        process?: { env?: string[] };
+      };
+      return (spec.process?.env ?? []).filter((e) => !e.startsWith('TERM='));
+    } catch {
+      return [];
+    }
+  }
+
   // Bytes a container has written where it may write: its writable root (while mounted)
   // and its tmpfs mounts (memory, but the container's to fill), read from inside its
   // mount namespace through /proc/PID/root.
@@ -1184,6 +1423,15 @@ export class ContainerEngine {
         this.cgroups.removeContainer(this.cgroupsPath(r.id));
         cleaned++;
       }
+    }
+    // Network namespaces, leases, port rules of containers that no longer run (a crash
+    // mid-start, a reboot), and host ports of containers that no longer exist.
+    if (this.net) {
+      cleaned += await this.net.networks.sweep((id) => {
+        const c = this.store.containers.get(id);
+        return c !== undefined && (c.state === 'running' || c.state === 'restarting');
+      });
+      this.net.ports.sweep();
     }
     return { adopted, exited, cleaned };
   }
@@ -1286,7 +1534,10 @@ export class ContainerEngine {
     const user = await resolveUser(this.images.rootfs(c.config.imageId), c.config.user);
     const proc = buildProcess({
       args: [...argv],
-      env: mergeEnv([`HOSTNAME=${c.config.hostname}`, `HOME=${user.home}`], c.config.env),
+      env: mergeEnv(
+        [`HOSTNAME=${c.config.hostname}`, `HOME=${user.home}`, ...(await this.initEnv(id))],
+        c.config.env,
+      ),
       cwd: c.config.workdir,
       uid: user.uid,
       gid: user.gid,

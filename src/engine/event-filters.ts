@@ -9,7 +9,7 @@ export type EventFilters = Readonly<Record<string, readonly string[]>>;
 
 type Matcher = (e: EventRecord, v: string) => boolean;
 
-const TYPES = new Set(['container', 'image', 'daemon', 'volume']);
+const TYPES = new Set(['container', 'image', 'daemon', 'volume', 'network']);
 
 const stripSlash = (v: string) => v.replace(/^\//, '');
 
@@ -39,6 +39,9 @@ const MATCHERS: Record<string, Matcher> = {
   daemon: (e, v) => e.type === 'daemon' && (e.actorId === v || e.attributes['name'] === v),
   // A volume's actor is its name, matched whole.
   volume: (e, v) => e.type === 'volume' && e.actorId === v,
+  // A network's actor is its id, matched by prefix as ids are; its name matches whole.
+  network: (e, v) =>
+    e.type === 'network' && (e.actorId.startsWith(v) || e.attributes['name'] === v),
 };
 // Docker's older spelling.
 MATCHERS['action'] = MATCHERS['event'] as Matcher;

@@ -13,7 +13,7 @@ import { BerthError, invalid } from '../util/errors.ts';
 import { newId } from '../util/ids.ts';
 import { hardNofile } from '../util/proc.ts';
 import { frame, STDERR, STDOUT } from '../util/stream-frame.ts';
-import type { ContainerEngine } from './containers.ts';
+import { mergeEnv, type ContainerEngine } from './containers.ts';
 import type { ImageService } from './images.ts';
 import { assertCan } from './lifecycle.ts';
 
@@ -100,13 +100,16 @@ export class ExecService {
       this.images.rootfs(c.config.imageId),
       s.req.user ?? c.config.user,
     );
-    const env = [
-      ...c.config.env,
-      `HOSTNAME=${c.config.hostname}`,
-      `HOME=${user.home}`,
-      ...(s.req.tty ? ['TERM=xterm'] : []),
-      ...(s.req.env ?? []),
-    ];
+    const env = mergeEnv(
+      [
+        ...c.config.env,
+        `HOSTNAME=${c.config.hostname}`,
+        `HOME=${user.home}`,
+        ...(await this.containers.initEnv(c.id)),
+        ...(s.req.tty ? ['TERM=xterm'] : []),
+      ],
+      s.req.env ?? [],
+    );
     const processFile = join(this.containers.stateDir(c.id), `exec-${s.id}.json`);
     await writeFile(
       processFile,

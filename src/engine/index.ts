@@ -13,3 +13,23 @@ export { LogService, parseLogOpts, parseSize, type LogPolicy } from './logs.ts';
 export { decodeCursor, type JournalSource, type LogLine, type Stream } from '../logs/index.ts';
 export { StatsService, type ContainerStats } from './stats.ts';
 export { VolumeService, validateVolumeName, type VolumeServiceOptions } from './volumes.ts';
+export {
+  NetworkService,
+  validateNetworkName,
+  type NetworkHost,
+  type NetworkServiceOptions,
+} from './networks.ts';
+export {
+  DEFAULT_PORT_RANGE,
+  PortAllocator,
+  checkNetworkFields,
+  checkPortRequests,
+  parsePortRange,
+  portsForMode,
+  publishAllRequests,
+  type NetworkCreateFields,
+  type PortAllocatorOptions,
+  type PortBinding,
+  type PortRange,
+  type PortRequest,
+} from './ports.ts';

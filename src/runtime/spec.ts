@@ -21,7 +21,10 @@ export interface SpecInput {
   readonly additionalGids: readonly number[];
   readonly hostname: string;
   readonly terminal: boolean;
-  readonly networkMode: 'none' | 'host';
+  readonly networkMode: 'none' | 'host' | 'bridge' | 'container';
+  // A network namespace to join (the container's on a berth network, or another
+  // container's); without one, none gets a namespace of its own with only lo.
+  readonly netnsPath?: string;
   readonly etcFiles: {
     readonly hosts: string;
     readonly hostname: string;
@@ -225,8 +228,14 @@ export function buildSpec(s: SpecInput): OciSpec {
   const taken = new Set(own.map((m) => m.destination));
   const all = [...mounts.filter((m) => !taken.has(m.destination)), ...own.map((m) => ({ ...m }))];
 
-  const namespaces = [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }];
-  if (s.networkMode !== 'host') namespaces.push({ type: 'network' });
+  const namespaces: { type: string; path?: string }[] = [
+    { type: 'pid' },
+    { type: 'ipc' },
+    { type: 'uts' },
+    { type: 'mount' },
+  ];
+  if (s.netnsPath) namespaces.push({ type: 'network', path: s.netnsPath });
+  else if (s.networkMode !== 'host') namespaces.push({ type: 'network' });
 
   return {
     ociVersion: '1.0.2',

@@ -2,6 +2,8 @@ import { Database } from './db.ts';
 import { ContainerRepo } from './containers.ts';
 import { EventRepo } from './events.ts';
 import { ImageRepo } from './images.ts';
+import { HostPortRepo } from './ports.ts';
+import { NetworkRepo } from './networks.ts';
 import { VolumeRepo } from './volumes.ts';
 
 export type * from '../types/domain.ts';
@@ -12,6 +14,8 @@ export class Store {
   readonly images: ImageRepo;
   readonly events: EventRepo;
   readonly volumes: VolumeRepo;
+  readonly ports: HostPortRepo;
+  readonly networks: NetworkRepo;
 
   constructor(path: string) {
     this.db = new Database(path);
@@ -19,6 +23,8 @@ export class Store {
     this.images = new ImageRepo(this.db);
     this.events = new EventRepo(this.db);
     this.volumes = new VolumeRepo(this.db);
+    this.ports = new HostPortRepo(this.db);
+    this.networks = new NetworkRepo(this.db);
   }
 
   tx<T>(fn: () => T): T {

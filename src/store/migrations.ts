@@ -58,4 +58,44 @@ export const MIGRATIONS: readonly string[] = [
     labels TEXT NOT NULL DEFAULT '{}'
   );
   `,
+  `
+  CREATE TABLE host_ports (
+    host_ip TEXT NOT NULL DEFAULT '',
+    host_port INTEGER NOT NULL CHECK (host_port BETWEEN 1 AND 65535),
+    protocol TEXT NOT NULL CHECK (protocol IN ('tcp', 'udp')),
+    container_id TEXT NOT NULL,
+    name TEXT NOT NULL DEFAULT '',
+    container_port INTEGER NOT NULL CHECK (container_port BETWEEN 1 AND 65535),
+    position INTEGER NOT NULL,
+    UNIQUE (host_port, protocol)
+  );
+  CREATE INDEX host_ports_container ON host_ports (container_id, position);
+  CREATE UNIQUE INDEX host_ports_name ON host_ports (container_id, name) WHERE name != '';
+  `,
+  `
+  CREATE TABLE networks (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    driver TEXT NOT NULL DEFAULT 'bridge',
+    subnet TEXT NOT NULL,
+    gateway TEXT NOT NULL,
+    bridge TEXT NOT NULL UNIQUE,
+    labels TEXT NOT NULL DEFAULT '{}',
+    created_at TEXT NOT NULL,
+    builtin INTEGER NOT NULL DEFAULT 0
+  );
+  CREATE TABLE network_attachments (
+    container_id TEXT PRIMARY KEY,
+    network_id TEXT NOT NULL,
+    netns TEXT NOT NULL,
+    ifname TEXT NOT NULL,
+    port_mappings TEXT NOT NULL DEFAULT '[]',
+    created_at TEXT NOT NULL,
+    ip TEXT NOT NULL DEFAULT '',
+    prefix_len INTEGER NOT NULL DEFAULT 0,
+    gateway TEXT NOT NULL DEFAULT '',
+    mac TEXT NOT NULL DEFAULT ''
+  );
+  CREATE INDEX network_attachments_network ON network_attachments (network_id);
+  `,
 ];

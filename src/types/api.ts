@@ -1,6 +1,8 @@
+import type { NetworkCreateFields } from './ports.ts';
+
 // Request and response shapes of the native API, shared by the API, engine and client.
 
-export interface CreateContainerRequest {
+export interface CreateContainerRequest extends NetworkCreateFields {
   image: string;
   name?: string;
   cmd?: string[];
@@ -103,6 +105,7 @@ export interface ContainerSummary {
   Status: string;
   Labels: Record<string, string>;
   Pid: number;
+  Ports: { IP: string; PrivatePort: number; PublicPort: number; Type: string }[];
   SizeRw?: number;
   SizeRootFs?: number;
 }

@@ -65,7 +65,9 @@ export interface HealthState {
   // The last few results, oldest first.
   readonly log: readonly HealthResult[];
 }
-export type NetworkMode = 'none' | 'host';
+// bridge: its own network namespace on a berth network (the default one, `bridge`, or a
+// user network); container: another container's namespace.
+export type NetworkMode = 'none' | 'host' | 'bridge' | 'container';
 
 export interface LogConfig {
   readonly maxSize: number;
@@ -110,6 +112,11 @@ export interface ContainerConfig {
   readonly openStdin: boolean;
   readonly autoRemove: boolean;
   readonly networkMode: NetworkMode;
+  // bridge: the network's name; container: the id of the container whose namespace it shares.
+  readonly network?: string;
+  readonly extraHosts?: readonly string[];
+  readonly dns?: readonly string[];
+  readonly dnsSearch?: readonly string[];
   readonly stopSignal: string;
   readonly stopTimeout: number;
   readonly log: LogConfig;
@@ -168,6 +175,8 @@ export interface ImageConfig {
   readonly stopSignal: string;
   // The image's HEALTHCHECK, if it has one.
   readonly healthcheck?: HealthConfig;
+  // EXPOSE: "80/tcp", ...; what -P publishes.
+  readonly exposedPorts?: readonly string[];
 }
 
 export interface ImageRecord {
@@ -183,7 +192,7 @@ export interface EventRecord {
   readonly seq: number;
   readonly time: string;
   readonly timeNano: bigint;
-  readonly type: 'container' | 'image' | 'daemon' | 'volume';
+  readonly type: 'container' | 'image' | 'daemon' | 'volume' | 'network';
   readonly action: string;
   readonly actorId: string;
   readonly attributes: Readonly<Record<string, string>>;

@@ -81,6 +81,36 @@ export const ERROR_CODES = {
     class: 'FailedPrecondition',
     doc: "berthd's data filesystem is fuller than its high-water mark; no container is created",
   },
+  PORT_IN_USE: {
+    class: 'Conflict',
+    doc: 'A requested host port is allocated to another container or held by a host process; the message names which',
+  },
+  PORTS_EXHAUSTED: {
+    class: 'FailedPrecondition',
+    doc: 'No host port is free in the range berthd allocates from (or in the range the request gave)',
+  },
+  NETWORK_NOT_FOUND: { class: 'NotFound', doc: 'No network has that name, id or id prefix' },
+  NETWORK_AMBIGUOUS: {
+    class: 'InvalidArgument',
+    doc: 'An id prefix matches more than one network',
+  },
+  NETWORK_NAME_IN_USE: { class: 'AlreadyExists', doc: 'Another network already has that name' },
+  NETWORK_SUBNET_IN_USE: {
+    class: 'Conflict',
+    doc: "The subnet overlaps another network's; the message names it",
+  },
+  NETWORKS_EXHAUSTED: {
+    class: 'FailedPrecondition',
+    doc: 'No free subnet is left to pick for a network created without one',
+  },
+  NETWORK_IN_USE: {
+    class: 'Conflict',
+    doc: 'A container uses the network; the message names it',
+  },
+  NETWORK_BUILTIN: {
+    class: 'FailedPrecondition',
+    doc: 'The default network cannot be removed',
+  },
   INTERNAL: { class: 'Internal', doc: 'An unexpected failure inside berthd' },
 } as const satisfies Record<string, { class: ErrorClass; doc: string }>;
 

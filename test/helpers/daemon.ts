@@ -1,11 +1,13 @@
 // Starts a real berthd on a temporary data root, run root and socket, and checks after a
 // test that nothing it made is left: runc state, cgroups, monitors, bundle directories.
+import { randomBytes } from 'node:crypto';
 import { request } from 'node:http';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { removePublishedPortsRule } from '../../src/network/netns.ts';
 import { BerthClient } from '../../src/client/index.ts';
 
 export const REPO = resolve(import.meta.dirname, '..', '..', '..');
@@ -27,8 +29,17 @@ export class TestDaemon {
   private logs = '';
   private extraArgs: readonly string[] = [];
 
+  // Each test daemon has a default network of its own, so daemons running side by side
+  // never hand out the same address; /24s of 10.215.0.0/16 (user networks come from
+  // 10.214.0.0/16).
+  readonly bridge: string;
+  readonly bridgeSubnet: string;
+
   private constructor(dir: string) {
     this.dir = dir;
+    const n = 1 + Math.floor(Math.random() * 250);
+    this.bridge = `bt${randomBytes(4).toString('hex')}`;
+    this.bridgeSubnet = `10.215.${n}.0/24`;
     this.root = join(dir, 'data');
     this.runRoot = join(dir, 'run');
     this.socket = join(this.runRoot, 'berth.sock');
@@ -63,6 +74,10 @@ export class TestDaemon {
         this.runRoot,
         '--log-level',
         'debug',
+        '--bridge-name',
+        this.bridge,
+        '--bridge-subnet',
+        this.bridgeSubnet,
         ...this.extraArgs,
       ],
       {
@@ -158,6 +173,10 @@ export class TestDaemon {
     const leaks = this.leaks();
     // Whatever the test did, never leave containers behind on the machine.
     if (leaks.length > 0) await this.forceCleanup();
+    // The default network's bridge and its forwarding rule outlive berthd (as docker0
+    // does): the test made them.
+    await runCommand('/usr/sbin/ip', ['link', 'delete', this.bridge]);
+    await removePublishedPortsRule(this.bridge);
     await rm(this.dir, { recursive: true, force: true });
     if (leaks.length > 0) throw new Error(`leaked: ${leaks.join('; ')}`);
   }
@@ -178,6 +197,8 @@ export class TestDaemon {
         out.push(`monitor process ${pid}`);
     }
     for (const id of ids ?? []) out.push(...cgroupLeaks(id));
+    for (const id of ids ?? [])
+      if (existsSync(`/run/netns/berth-${id.slice(0, 12)}`)) out.push(`netns of ${id}`);
     if (readFileSync('/proc/mounts', 'utf8').includes(this.dir)) out.push('mount under test root');
     return out;
   }

@@ -91,7 +91,7 @@ describe('errors', () => {
       name: 'bad network',
       args: ['run', '--network', 'bogus', 'busybox', 'true'],
       code: 125,
-      stderr: /Invalid networkMode/,
+      stderr: /No such network: bogus/,
     },
     {
       name: 'unknown user',

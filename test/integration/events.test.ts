@@ -100,9 +100,9 @@ describe('berth events: filters and positions', () => {
       seqsOf(await cli('--filter', 'image=busybox:latest', '--filter', 'type=image')),
       want((e) => e.type === 'image'),
     );
-    const bad = await d.berth(['events', '--filter', 'network=x']);
+    const bad = await d.berth(['events', '--filter', 'plugin=x']);
     assert.equal(bad.code, 125);
-    assert.match(bad.stderr, /Invalid filters: unknown key "network"/);
+    assert.match(bad.stderr, /Invalid filters: unknown key "plugin"/);
   });
 
   it('takes sequence numbers and times for --since and --until', async () => {

