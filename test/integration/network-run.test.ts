@@ -145,6 +145,26 @@ describe('networking', () => {
     );
   });
 
+  it('in host mode a named port is a free host port, and the process is told to bind it', async () => {
+    const out = await d.berthOk([
+      'run',
+      '--rm',
+      '--network',
+      'host',
+      '--port',
+      'web',
+      'busybox',
+      'sh',
+      '-c',
+      'echo $PORT $BERTH_PORT_WEB $BERTH_HOST_PORT_WEB $BERTH_IP $BERTH_HOST_IP',
+    ]);
+    const [port, inner, outer, ip, hostIP] = out.trim().split(' ');
+    assert.ok(Number(port) >= 20000 && Number(port) <= 32000);
+    assert.equal(inner, port);
+    assert.equal(outer, port);
+    assert.equal(ip, hostIP);
+  });
+
   it('containers on a user network reach each other by name', async () => {
     await d.berthOk(['network', 'create', 'appnet-t']);
     const a = await d.runDetached([
