@@ -13,6 +13,7 @@ import { eventsSubscriber } from './scenarios/events-subscriber.ts';
 import { logThroughput } from './scenarios/log-throughput.ts';
 import { logsRead } from './scenarios/logs-read.ts';
 import { monitorMemory } from './scenarios/monitor-memory.ts';
+import { networkRun } from './scenarios/network-run.ts';
 import { restartLatency } from './scenarios/restart-latency.ts';
 import { runRm } from './scenarios/run-rm.ts';
 import { statsCost } from './scenarios/stats-cost.ts';
@@ -25,7 +26,12 @@ const SCENARIOS: Record<string, ScenarioFactory> = {
   'stats-cost': statsCost,
   'events-subscriber': eventsSubscriber,
   'restart-latency': restartLatency,
+  'network-run': networkRun,
 };
+
+// Scenarios that run the peers' containers on a bridge network: the peers get one
+// (peers.ts PeerOptions) only when one of these is chosen.
+const PEER_BRIDGE_SCENARIOS: readonly string[] = ['network-run'];
 
 const USAGE = `usage: npm run bench -- [--quick] [--runs N] [--warmup N] [--peers LIST] [SCENARIO...]
   --quick       fewer runs and smaller workloads (run-rm: 5 runs, 1 warm-up round)
@@ -102,7 +108,9 @@ async function main(): Promise<number> {
   let peerInfo: Record<string, unknown> = {};
   try {
     if (peerNames.length > 0) {
-      peerSet = await setupPeers(peerNames, abort.signal, log);
+      peerSet = await setupPeers(peerNames, abort.signal, log, {
+        bridge: names.some((n) => PEER_BRIDGE_SCENARIOS.includes(n)),
+      });
       for (const [n, why] of peerSet.skipped) {
         skipped[n] = why;
         process.stderr.write(`bench: peer ${n} skipped: ${why}\n`);

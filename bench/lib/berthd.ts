@@ -15,6 +15,8 @@ import {
   sweepCgroups,
 } from './host.ts';
 import { removePublishedPortsRule } from '../../src/network/netns.ts';
+import { bridgePorts, leases, netnsNames } from './netstate.ts';
+import { unixRequest } from './unix-http.ts';
 import { pidAlive, run, runOk, type ProcOptions, type ProcResult } from './proc.ts';
 import { cgroupCpuNs, type ProcRef } from './sysstat.ts';
 
@@ -46,6 +48,14 @@ export function killRegistered(): void {
   }
 }
 
+function listDir(dir: string): string[] {
+  try {
+    return readdirSync(dir);
+  } catch {
+    return [];
+  }
+}
+
 export class BenchDaemon {
   readonly dir: string;
   readonly root: string;
@@ -55,10 +65,15 @@ export class BenchDaemon {
   readonly bridge = `bb${Math.floor(Math.random() * 0xffffff)
     .toString(16)
     .padStart(6, '0')}`;
+  readonly subnet = '10.216.0.0/16';
   readonly socket: string;
   readonly cgroupParent: string;
   private proc: ChildProcess | undefined;
   private logs = '';
+  // The netns of every container this berthd has put on a network (berth-<short id>), read
+  // from its event journal up to eventSeq: other berthds on the host make netns too.
+  private readonly attachedNetns = new Set<string>();
+  private eventSeq = 0;
 
   private constructor(dir: string, cgroupParent: string) {
     this.dir = dir;
@@ -137,7 +152,7 @@ export class BenchDaemon {
         '--bridge-name',
         this.bridge,
         '--bridge-subnet',
-        '10.216.0.0/16',
+        this.subnet,
         '--log-level',
         'info',
       ],
@@ -174,7 +189,48 @@ export class BenchDaemon {
     }
     for (const g of cgroupLeftovers(this.cgroupParent)) out.push(`cgroup ${g}`);
     for (const m of mountsUnder(this.dir)) out.push(`mount ${m}`);
+    out.push(...this.networkLeftovers());
     return out;
+  }
+
+  // What a container on a bridge leaves if its detach did not finish (nothing with
+  // --network none). berthd keeps CNI results and leases under its run root; its netns
+  // are netnsLeftovers().
+  networkLeftovers(): string[] {
+    const out: string[] = [];
+    const cni = join(this.runRoot, 'cni');
+    for (const p of bridgePorts(this.bridge)) out.push(`port ${p} on bridge ${this.bridge}`);
+    for (const n of listDir(join(cni, 'ipam'))) {
+      for (const ip of leases(join(cni, 'ipam', n))) out.push(`lease ${ip} on network ${n}`);
+    }
+    for (const f of listDir(join(cni, 'results'))) out.push(`CNI result ${f}`);
+    return out;
+  }
+
+  // The netns of this berthd's containers still present. Reads the journal's network
+  // connect events since the last call while berthd runs; after that, what it read.
+  async netnsLeftovers(): Promise<string[]> {
+    if (this.pid !== undefined && pidAlive(this.pid)) {
+      const r = await unixRequest(this.socket, `/v1/events?since=${this.eventSeq}`, {
+        agent: false,
+      }).catch(() => undefined);
+      for (const line of r?.status === 200 ? r.body.split('\n') : []) {
+        if (line === '') continue;
+        const e = JSON.parse(line) as {
+          seq?: number;
+          type?: string;
+          action?: string;
+          attributes?: Record<string, string>;
+        };
+        if (typeof e.seq === 'number') this.eventSeq = Math.max(this.eventSeq, e.seq);
+        const id = e.attributes?.['container'];
+        if (e.type === 'network' && e.action === 'connect' && id) {
+          this.attachedNetns.add(`berth-${id.slice(0, 12)}`);
+        }
+      }
+    }
+    const present = new Set(netnsNames());
+    return [...this.attachedNetns].filter((n) => present.has(n)).map((n) => `netns ${n}`);
   }
 
   // Stops berthd (SIGTERM, then SIGKILL after 10 s), then removes by force anything left:

@@ -24,6 +24,14 @@ export interface Engine {
   readonly image: string;
   // Flags every container of the bench gets on create/run (no network, limits).
   readonly runFlags: readonly string[];
+  // The engine's default bridge network, when there is one for the bench's containers: its
+  // Linux bridge and subnet. runFlagsOn(e, 'bridge') puts a container on it.
+  readonly bridgeNetwork?: { readonly bridge: string; readonly subnet: string } | undefined;
+  // Why there is no bridgeNetwork when one was asked for.
+  readonly bridgeProblem?: string | undefined;
+  // What its containers' networking has left on the host now (netns, ports on its bridge,
+  // leases): empty once every container is gone and cleaned up after.
+  networkLeftovers?(): Promise<string[]>;
   // argv of the engine's CLI.
   command(args: readonly string[]): Cmd;
   // create/run flags that keep a log history whole within these limits (as far as the
@@ -94,7 +102,11 @@ export function berthEngine(d: BenchDaemon, version: string): Engine {
     name: 'berth',
     version,
     image: 'busybox',
-    runFlags: [],
+    // berth puts containers on its bridge unless told otherwise; the peers' containers
+    // have no network in the bench, and bare runc's none but lo.
+    runFlags: ['--network', 'none'],
+    bridgeNetwork: { bridge: d.bridge, subnet: d.subnet },
+    networkLeftovers: async () => [...d.networkLeftovers(), ...(await d.netnsLeftovers())],
     command: (args) => ({ file: process.execPath, args: d.cliArgs(args), env: d.env }),
     logFlags: (l) => ['--log-opt', `max-size=${l.maxSize}`, '--log-opt', `max-file=${l.maxFiles}`],
     waitArgs: (id) => ['wait', id],
@@ -124,6 +136,24 @@ export async function removeAll(e: Engine): Promise<string[]> {
   const ids = r?.stdout.split('\n').filter(Boolean) ?? [];
   if (ids.length > 0) await cli(e, e.rmArgs(ids), { timeoutMs: 300_000 }).catch(() => undefined);
   return ids;
+}
+
+// Run flags with `--network` set to this network instead.
+export function withNetwork(runFlags: readonly string[], network: string): string[] {
+  const flags = [...runFlags];
+  const i = flags.indexOf('--network');
+  if (i >= 0 && i + 1 < flags.length) flags[i + 1] = network;
+  else flags.push('--network', network);
+  return flags;
+}
+
+// runFlags with the container on the engine's bridge network (`--network bridge`: what
+// docker and podman call their default network, and berth's default) or on none.
+export function runFlagsOn(e: Engine, network: 'bridge' | 'none'): string[] {
+  if (network === 'bridge' && !e.bridgeNetwork) {
+    throw new Error(`${e.name}: no bridge network set up for the bench`);
+  }
+  return withNetwork(e.runFlags, network);
 }
 
 // The id a create or run -d printed.

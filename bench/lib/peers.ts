@@ -1,9 +1,11 @@
 // docker and podman as peers of berth, set up by the bench for one run and torn down after
 // it: a private dockerd (its own data root, exec root and socket under a temporary
-// directory, no network) and podman with private storage, both given the same busybox root
-// filesystem as berth's built-in image, imported as berthbench/busybox. Nothing of a docker
-// or podman already on the host is used or touched.
+// directory, no network unless a scenario needs a bridge) and podman with private storage,
+// both given the same busybox root filesystem as berth's built-in image, imported as
+// berthbench/busybox. Nothing of a docker or podman already on the host is used or touched,
+// except podman's default bridge network (cni-podman0) when a scenario needs a bridge.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, openSync, readFileSync, statSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, rmdir, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
@@ -11,8 +13,17 @@ import { delimiter, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { trackPid, untrackPid } from './berthd.ts';
 import { makeBusyboxRootfs } from './bundle.ts';
-import type { Engine, LogLimits } from './engines.ts';
+import { withNetwork, type Engine, type LogLimits } from './engines.ts';
 import { mountsUnder, processesMatching, sweepCgroups } from './host.ts';
+import {
+  bridgePorts,
+  createBridge,
+  deleteBridge,
+  leases,
+  linkExists,
+  netnsNames,
+  prefixInUse,
+} from './netstate.ts';
 import { pidAlive, run, runOk } from './proc.ts';
 import {
   cgroupCpuNs,
@@ -58,6 +69,28 @@ const HOST_TRACES: Record<PeerName, { path: string; empty?: boolean }[]> = {
     { path: join(homedir(), '.config', 'containers') },
   ],
 };
+
+// host-local's leases of podman's default network (the network is named podman).
+const PODMAN_LEASES = '/var/lib/cni/networks/podman';
+
+// What podman's default bridge network adds when a container runs on it: host-local's
+// leases of the network `podman`, libcni's result cache, and the named netns.
+const PODMAN_BRIDGE_TRACES: { path: string; empty?: boolean }[] = [
+  { path: PODMAN_LEASES },
+  { path: '/var/lib/cni/networks', empty: true },
+  { path: '/var/lib/cni/results', empty: true },
+  { path: '/var/lib/cni', empty: true },
+  { path: '/run/netns', empty: true },
+];
+
+// docker's bridge, when a scenario needs one: the bench's own, so dockerd (with
+// --iptables=false) touches no bridge or rule of the host's.
+const DOCKER_BRIDGE_PREFIX = '10.217.0';
+
+export interface PeerOptions {
+  // Give docker and podman a bridge network (Engine.bridgeNetwork) besides --network none.
+  readonly bridge?: boolean;
+}
 
 export function which(bin: string): string | undefined {
   const dirs = [...(process.env['PATH'] ?? '').split(delimiter), '/usr/sbin', '/usr/bin', '/sbin'];
@@ -207,11 +240,17 @@ class DockerPeer implements Peer {
   private readonly traces: HostTraces;
   private proc: ChildProcess | undefined;
   private stopped = false;
+  private readonly wantBridge: boolean;
+  // The Linux bridge the bench made for dockerd, until it is deleted.
+  private madeBridge: string | undefined;
+  bridgeNetwork: { bridge: string; subnet: string } | undefined;
+  bridgeProblem: string | undefined;
 
-  constructor(dir: string, group: CpuGroup, traces: HostTraces) {
+  constructor(dir: string, group: CpuGroup, traces: HostTraces, wantBridge: boolean) {
     this.dir = dir;
     this.group = group;
     this.traces = traces;
+    this.wantBridge = wantBridge;
     // The CLI of the same release as the daemon, when there is one.
     this.cliPath = existsSync('/usr/bin/docker')
       ? '/usr/bin/docker'
@@ -275,6 +314,7 @@ class DockerPeer implements Peer {
     const dockerd = which('dockerd');
     if (!dockerd) throw new Error('dockerd not found');
     await writeFile(join(this.dir, 'daemon.json'), '{}\n');
+    if (this.wantBridge) await this.makeBridge();
     const nofile = hostLimit('Max open files');
     const args = [
       '--config-file',
@@ -288,7 +328,7 @@ class DockerPeer implements Peer {
       '--pidfile',
       join(this.dir, 'docker.pid'),
       '--bridge',
-      'none',
+      this.madeBridge ?? 'none',
       '--iptables=false',
       '--ip6tables=false',
       '--ip-forward=false',
@@ -337,6 +377,40 @@ class DockerPeer implements Peer {
     }
     const c = this.command(['import', tar, PEER_IMAGE]);
     await runOk(c.file, c.args, { env: c.env, timeoutMs: 120_000 });
+    if (this.madeBridge) {
+      const net = { bridge: this.madeBridge, subnet: `${DOCKER_BRIDGE_PREFIX}.0/24` };
+      this.bridgeProblem = await probe(this);
+      if (this.bridgeProblem === undefined) this.bridgeNetwork = net;
+    }
+  }
+
+  // dockerd keeps its containers' netns under its exec root. libnetwork unmounts one when
+  // its sandbox goes and deletes the empty file in a pass every 60 s: only a mount holds a
+  // namespace.
+  networkLeftovers(): Promise<string[]> {
+    const out = mountsUnder(join(this.dir, 'exec', 'netns')).map((m) => `docker: netns ${m}`);
+    if (this.bridgeNetwork) {
+      const b = this.bridgeNetwork.bridge;
+      for (const p of bridgePorts(b)) out.push(`docker: port ${p} on bridge ${b}`);
+    }
+    return Promise.resolve(out);
+  }
+
+  // A bridge of the bench's own for dockerd's default network (`--bridge NAME` takes its
+  // address as the network's gateway and subnet). No masquerading, no forwarding: the
+  // containers need no traffic beyond the bridge.
+  private async makeBridge(): Promise<void> {
+    if (await prefixInUse(DOCKER_BRIDGE_PREFIX)) {
+      this.bridgeProblem = `${DOCKER_BRIDGE_PREFIX}.0/24 is in use on this host`;
+      return;
+    }
+    const name = `bbdock${randomBytes(3).toString('hex')}`;
+    try {
+      await createBridge(name, `${DOCKER_BRIDGE_PREFIX}.1/24`);
+      this.madeBridge = name;
+    } catch (e) {
+      this.bridgeProblem = `cannot make bridge ${name}: ${e instanceof Error ? e.message : String(e)}`;
+    }
   }
 
   private daemonLog(): string {
@@ -365,7 +439,11 @@ class DockerPeer implements Peer {
       }
       const exited = new Promise((r) => p.once('exit', r));
       p.kill('SIGTERM');
-      const t = await Promise.race([exited.then(() => 'exited'), sleep(30_000, 'timeout')]);
+      // An unref'd timer, so a prompt exit does not keep the bench alive for the full 30 s.
+      const t = await Promise.race([
+        exited.then(() => 'exited'),
+        sleep(30_000, 'timeout', { ref: false }),
+      ]);
       if (t === 'timeout') {
         left.push(`dockerd did not stop in 30 s: killed`);
         p.kill('SIGKILL');
@@ -380,12 +458,22 @@ class DockerPeer implements Peer {
     for (const g of [...sweepCgroups(DOCKER_CGROUP), ...this.group.remove()]) {
       left.push(`docker: cgroup still busy: ${g}`);
     }
+    if (this.madeBridge) {
+      left.push(...(await deleteBridge(this.madeBridge)).map((l) => `docker: ${l}`));
+      this.madeBridge = undefined;
+    }
     left.push(...(await this.traces.remove()).map((l) => `${this.name}: ${l}`));
     return left;
   }
 
   info(): Record<string, unknown> {
-    return { version: this.version, cli: this.cliPath, dir: this.dir };
+    return {
+      version: this.version,
+      cli: this.cliPath,
+      dir: this.dir,
+      ...(this.bridgeNetwork ? { bridgeNetwork: this.bridgeNetwork } : {}),
+      ...(this.bridgeProblem ? { bridgeProblem: this.bridgeProblem } : {}),
+    };
   }
 }
 
@@ -397,14 +485,21 @@ class PodmanPeer implements Peer {
   readonly dir: string;
   version = 'unknown';
   runFlags: string[] = [];
+  bridgeNetwork: { bridge: string; subnet: string } | undefined;
+  bridgeProblem: string | undefined;
   private readonly bin: string;
   private readonly traces: HostTraces;
+  private readonly wantBridge: boolean;
+  // podman's default bridge, when this run brought it into being (podman never deletes it).
+  private madeBridge: string | undefined;
+  private netBefore = new Set<string>();
   private stopped = false;
 
-  constructor(dir: string, bin: string, traces: HostTraces) {
+  constructor(dir: string, bin: string, traces: HostTraces, wantBridge: boolean) {
     this.dir = dir;
     this.bin = bin;
     this.traces = traces;
+    this.wantBridge = wantBridge;
   }
 
   private get globals(): string[] {
@@ -514,11 +609,60 @@ class PodmanPeer implements Peer {
       const r = await run(c.file, c.args, { env: c.env, timeoutMs: 60_000 });
       if (r.code === 0) {
         this.runFlags = flags;
+        if (this.wantBridge) await this.setUpBridge();
         return;
       }
       why = tail(r.stderr);
     }
     throw new Error(`podman cannot run a container here: ${why}`);
+  }
+
+  // The network is shared with any other podman on the host: what was there before the
+  // bench's first container on it is not the bench's.
+  private netState(bridge: string): Set<string> {
+    return new Set([
+      ...bridgePorts(bridge).map((p) => `port ${p} on bridge ${bridge}`),
+      ...leases(PODMAN_LEASES).map((ip) => `lease ${ip} in ${PODMAN_LEASES}`),
+      // podman 4 names them netns-<uuid>.
+      ...netnsNames()
+        .filter((n) => n.startsWith('netns-'))
+        .map((n) => `netns ${n}`),
+    ]);
+  }
+
+  networkLeftovers(): Promise<string[]> {
+    if (!this.bridgeNetwork) return Promise.resolve([]);
+    const before = this.netBefore;
+    return Promise.resolve(
+      [...this.netState(this.bridgeNetwork.bridge)]
+        .filter((l) => !before.has(l))
+        .map((l) => `podman: ${l}`),
+    );
+  }
+
+  // podman's default network (`podman`, CNI, the bridge cni-podman0 and 10.88.0.0/16 unless
+  // the host configured it otherwise): the same for every podman on the host, whatever its
+  // storage. podman makes the bridge on first use and keeps it; so does the bench only when
+  // it was there before.
+  private async setUpBridge(): Promise<void> {
+    const c = this.command([
+      'network',
+      'inspect',
+      'podman',
+      '--format',
+      '{{.NetworkInterface}} {{range .Subnets}}{{.Subnet}} {{end}}',
+    ]);
+    const r = await run(c.file, c.args, { env: c.env });
+    const [bridge, subnet] = r.stdout.trim().split(/\s+/);
+    if (r.code !== 0 || !bridge || !subnet) {
+      this.bridgeProblem = `podman network inspect podman: ${tail(r.stderr || r.stdout, 300)}`;
+      return;
+    }
+    if (!linkExists(bridge)) this.madeBridge = bridge;
+    this.netBefore = this.netState(bridge);
+    const net = { bridge, subnet };
+    this.bridgeProblem = await probe(this);
+    if (this.bridgeProblem === undefined) this.bridgeNetwork = net;
   }
 
   async containersLeft(): Promise<string[]> {
@@ -542,13 +686,30 @@ class PodmanPeer implements Peer {
     left.push(...(await unmountAll(this.dir)).map((l) => `podman: ${l}`));
     if (mountsUnder(this.dir).length === 0) await rm(this.dir, { recursive: true, force: true });
     for (const g of sweepCgroups(PODMAN_CGROUP)) left.push(`podman: cgroup still busy: ${g}`);
+    if (this.madeBridge) {
+      left.push(...(await deleteBridge(this.madeBridge)).map((l) => `podman: ${l}`));
+      this.madeBridge = undefined;
+    }
     left.push(...(await this.traces.remove()).map((l) => `${this.name}: ${l}`));
     return left;
   }
 
   info(): Record<string, unknown> {
-    return { version: this.version, runFlags: this.runFlags, dir: this.dir };
+    return {
+      version: this.version,
+      runFlags: this.runFlags,
+      dir: this.dir,
+      ...(this.bridgeNetwork ? { bridgeNetwork: this.bridgeNetwork } : {}),
+      ...(this.bridgeProblem ? { bridgeProblem: this.bridgeProblem } : {}),
+    };
   }
+}
+
+// One `run --rm` on the bridge network, untimed: undefined if it works, else why not.
+async function probe(p: Engine): Promise<string | undefined> {
+  const c = p.command(['run', '--rm', ...withNetwork(p.runFlags, 'bridge'), p.image, 'true']);
+  const r = await run(c.file, c.args, { env: c.env, timeoutMs: 60_000 });
+  return r.code === 0 ? undefined : `run --network bridge failed: ${tail(r.stderr, 300)}`;
 }
 
 // ---- set-up of the selected peers ----
@@ -564,6 +725,7 @@ export async function setupPeers(
   names: readonly PeerName[],
   signal: AbortSignal,
   log: (m: string) => void,
+  o: PeerOptions = {},
 ): Promise<PeerSet> {
   const peers: Peer[] = [];
   const skipped = await ensureInstalled(names, log);
@@ -597,10 +759,13 @@ export async function setupPeers(
     if (name === 'docker') {
       const traces = new HostTraces(HOST_TRACES.docker);
       const group = CpuGroup.create(DOCKER_AGENT_CGROUP);
-      peer = new DockerPeer(dir, group, traces);
+      peer = new DockerPeer(dir, group, traces, o.bridge === true);
     } else {
-      const traces = new HostTraces(HOST_TRACES.podman);
-      peer = new PodmanPeer(dir, which('podman') ?? 'podman', traces);
+      const traces = new HostTraces([
+        ...HOST_TRACES.podman,
+        ...(o.bridge ? PODMAN_BRIDGE_TRACES : []),
+      ]);
+      peer = new PodmanPeer(dir, which('podman') ?? 'podman', traces, o.bridge === true);
     }
     log(`setting up ${name} in ${dir}`);
     try {
@@ -608,6 +773,7 @@ export async function setupPeers(
       await peer.start(tar, signal);
       peers.push(peer);
       log(`${name} ${peer.version} ready`);
+      if (peer.bridgeProblem) log(`${name}: no bridge network: ${peer.bridgeProblem}`);
     } catch (e) {
       const why = signal.aborted ? 'interrupted' : e instanceof Error ? e.message : String(e);
       skipped.set(name, why);

@@ -54,6 +54,7 @@ export async function stopBerth(d: BenchDaemon | undefined, o: BerthStop = {}): 
   const settle = o.settleMs;
   if (settle !== undefined) await waitUntil(() => d.leftovers().length === 0, settle);
   left.push(...d.leftovers().map((l) => `berth: ${l}`));
+  left.push(...(await d.netnsLeftovers()).map((l) => `berth: ${l}`));
   left.push(...(await d.stop()).map((l) => `berth teardown: ${l}`));
   return left;
 }

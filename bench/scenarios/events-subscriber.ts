@@ -317,7 +317,7 @@ export function eventsSubscriber(): Scenario {
       const subjects: Subject[] = [
         {
           name: 'berth',
-          label: 'berth run --rm busybox true, no subscriber',
+          label: 'berth run --rm --network none busybox true, no subscriber',
           role: 'subject',
           group: 'no subscriber',
           sample: unsubscribed(berthSide),

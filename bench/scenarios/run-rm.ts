@@ -1,8 +1,9 @@
 // run-rm: one short-lived container, created, run to exit and removed, timed end to end from
-// the bench: `berth run --rm busybox true` (CLI process, API, monitor, runc, clean-up) against
-// bare `runc run` of an equivalent bundle (runc run deletes the container when it exits, so
-// both include removal), and against `docker run --rm` and `podman run --rm` of the same
-// root filesystem when those peers are set up. `berth version` is timed as context: Node
+// the bench: `berth run --rm --network none busybox true` (CLI process, API, monitor, runc,
+// clean-up) against bare `runc run` of an equivalent bundle (runc run deletes the container
+// when it exits, so both include removal), and against `docker run --rm` and `podman run
+// --rm` of the same root filesystem when those peers are set up. No row has a network but
+// lo (berth's default bridge is network-run's). `berth version` is timed as context: Node
 // start-up plus one API call.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -45,7 +46,9 @@ export function runRm(): Scenario {
 
   return {
     name: 'run-rm',
-    description: 'berth run --rm busybox true vs bare runc run of an equivalent bundle (and peers)',
+    description:
+      'berth run --rm --network none busybox true vs bare runc run of an equivalent bundle ' +
+      '(and peers)',
 
     async setup(ctx: BenchContext): Promise<readonly Subject[]> {
       ctx.log('starting berthd');
@@ -62,12 +65,12 @@ export function runRm(): Scenario {
 
       const berthRun: Subject = {
         name: 'berth',
-        label: 'berth run --rm busybox true',
+        label: 'berth run --rm --network none busybox true',
         role: 'subject',
         async sample(signal) {
           const ms = await timedOk(
             process.execPath,
-            d.cliArgs(['run', '--rm', 'busybox', 'true']),
+            d.cliArgs(['run', '--rm', '--network', 'none', 'busybox', 'true']),
             { env: d.env, signal },
           );
           // Untimed: --rm waits for removal, so nothing should be left when the CLI returns.

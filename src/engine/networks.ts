@@ -520,14 +520,17 @@ export class NetworkService {
   }
 
   // The CNI configuration list of a network.
-  conflist(n: NetworkRecord): CniConfList {
-    return bridgeConfList({
-      name: n.name,
-      bridge: n.bridge,
-      subnet: n.subnet,
-      gateway: n.gateway,
-      ipamDataDir: this.ipamDir,
-    });
+  conflist(n: NetworkRecord, withPorts = true): CniConfList {
+    return bridgeConfList(
+      {
+        name: n.name,
+        bridge: n.bridge,
+        subnet: n.subnet,
+        gateway: n.gateway,
+        ipamDataDir: this.ipamDir,
+      },
+      withPorts,
+    );
   }
 
   netnsPath(containerId: string): string {
@@ -597,7 +600,7 @@ export class NetworkService {
           { containerId, netns: path, ifname: 'lo' },
           false,
         );
-        const result = await this.host.cni.add(this.conflist(n), {
+        const result = await this.host.cni.add(this.conflist(n, rec.portMappings.length > 0), {
           containerId,
           netns: path,
           ifname: IFNAME,

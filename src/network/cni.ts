@@ -339,7 +339,9 @@ export interface BridgeNetworkConf {
 // route_localnet on the bridge and masquerades connections from 127.0.0.1, which is what
 // makes a port published on 127.0.0.1 reachable from the host. The firewall plugin
 // accepts the containers' traffic in FORWARD, whatever its policy.
-export function bridgeConfList(n: BridgeNetworkConf): CniConfList {
+// withPorts false leaves portmap out of the chain: a container without published ports
+// then saves its ADD (~35 ms) and, since DEL runs the cached chain, its DEL (~100 ms).
+export function bridgeConfList(n: BridgeNetworkConf, withPorts = true): CniConfList {
   return {
     cniVersion: CNI_VERSION,
     name: n.name,
@@ -357,7 +359,7 @@ export function bridgeConfList(n: BridgeNetworkConf): CniConfList {
           dataDir: n.ipamDataDir,
         },
       },
-      { type: 'portmap', capabilities: { portMappings: true }, snat: true },
+      ...(withPorts ? [{ type: 'portmap', capabilities: { portMappings: true }, snat: true }] : []),
       { type: 'firewall', backend: 'iptables' },
     ],
   };

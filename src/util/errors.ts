@@ -111,6 +111,18 @@ export const ERROR_CODES = {
     class: 'FailedPrecondition',
     doc: 'The default network cannot be removed',
   },
+  REGISTRY_AUTH_FAILED: {
+    class: 'FailedPrecondition',
+    doc: 'The registry or its token server refused the credentials, or the image needs credentials that were not given',
+  },
+  REGISTRY_UNAVAILABLE: {
+    class: 'Unavailable',
+    doc: 'The registry cannot be reached or keeps failing; the message carries the cause',
+  },
+  MANIFEST_UNKNOWN: {
+    class: 'NotFound',
+    doc: 'The registry has no such repository, tag, digest or blob, or no manifest for the platform',
+  },
   INTERNAL: { class: 'Internal', doc: 'An unexpected failure inside berthd' },
 } as const satisfies Record<string, { class: ErrorClass; doc: string }>;
 

@@ -27,8 +27,11 @@ function httpGet(url: string): Promise<string> {
   });
 }
 
-async function hostState(): Promise<{ netns: string[]; veths: string[]; rules: string }> {
-  const links = await runCommand('/usr/sbin/ip', ['-o', 'link', 'show', 'type', 'veth']);
+// veths: the ports of this daemon's own bridge (other tests run side by side).
+async function hostState(
+  bridge = '',
+): Promise<{ netns: string[]; veths: string[]; rules: string }> {
+  const links = await runCommand('/usr/sbin/ip', ['-o', 'link', 'show', 'master', bridge]);
   const rules = await runCommand('/usr/sbin/iptables-save', []);
   const nat = await runCommand('/usr/sbin/iptables-save', ['-t', 'nat']);
   return {
@@ -255,7 +258,7 @@ describe('networking', () => {
   });
 
   it('a kill -9 of berthd in the middle of a networked start leaves nothing behind', async () => {
-    const before = await hostState();
+    const before = await hostState(d.bridge);
     const id = (
       await d.berthOk(['create', '-p', '127.0.0.1::80', 'busybox', 'sleep', '1000'])
     ).trim();
@@ -268,12 +271,12 @@ describe('networking', () => {
     // Started or cleaned, never half-made: if it is not running, nothing of it is left.
     const c = await inspect(id);
     if (c.State.Status !== 'running') {
-      const now = await hostState();
+      const now = await hostState(d.bridge);
       assert.ok(!now.netns.includes(`berth-${id.slice(0, 12)}`));
       assert.ok(!now.rules.includes(id));
     }
     await d.berthOk(['rm', '-f', id]);
-    const after = await hostState();
+    const after = await hostState(d.bridge);
     assert.ok(!after.netns.includes(`berth-${id.slice(0, 12)}`), 'no netns left');
     assert.ok(!after.rules.includes(id), 'no iptables rule left');
     assert.equal(after.veths.length, before.veths.length, 'no veth left');
