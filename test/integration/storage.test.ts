@@ -221,6 +221,36 @@ describe('storage: read-only roots, sized writable space, mounts', () => {
     assert.equal(await loopsFor(d.root), '');
   });
 
+  it('a kill -9 of berthd between create and start, or during the start, leaves nothing', async () => {
+    await d.berthOk(['volume', 'create', '--size', '20m', 'crashvol']);
+    const id = (
+      await d.berthOk([
+        'create',
+        '--read-write',
+        '--writable-size',
+        '32m',
+        '-v',
+        'crashvol:/data',
+        'busybox',
+        'sleep',
+        '1000',
+      ])
+    ).trim();
+    await d.kill9();
+    await d.startProcess();
+    const start = d.berth(['start', id]);
+    await new Promise((r) => setTimeout(r, 60));
+    await d.kill9();
+    await start;
+    await d.startProcess();
+    await d.berthOk(['rm', '-f', id]);
+    await d.berthOk(['volume', 'rm', 'crashvol']);
+    assert.deepEqual(mountsUnder(d.root), []);
+    assert.deepEqual(mountsUnder(d.runRoot), []);
+    assert.equal(await loopsFor(d.root), '');
+    assert.deepEqual(d.leaks([id]), []);
+  });
+
   it('refuses bad mounts with the field named, and makes nothing', async () => {
     const cases: [string[], RegExp][] = [
       [['-v', '/nonexistent-berth:/x:zz'], /volume/],
