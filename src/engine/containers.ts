@@ -9,17 +9,10 @@ import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import type { Cgroups } from '../cgroups/index.ts';
 import { resolveUser } from '../images/users.ts';
-import {
-  containerHosts,
-  resolveExtraHosts,
-  rewriteHosts,
-  writeEtcFiles,
-} from '../network/etc-files.ts';
-import type { PortAllocator } from './ports.ts';
+import { resolveExtraHosts, writeEtcFiles } from '../network/etc-files.ts';
 import { checkNetworkFields, portsForMode, publishAllRequests } from './ports.ts';
-import type { HostAddress } from '../network/host-address.ts';
-import { networkEnv, networkJson, NONE_MODE_IP } from '../network/self-knowledge.ts';
-import type { NetworkAttachment, PortMapping } from '../types/network.ts';
+import { networkEnv, networkJson } from '../network/self-knowledge.ts';
+import type { NetworkAttachment } from '../types/network.ts';
 import type { PortBinding } from '../types/ports.ts';
 
 import {
@@ -53,7 +46,6 @@ import type {
   ContainerUpdate,
   HealthState,
   MountSpec,
-  NetworkMode,
 } from '../types/domain.ts';
 import { BerthError, errorMessage, invalid } from '../util/errors.ts';
 import { ID_PATTERN, NAME_PATTERN, newId } from '../util/ids.ts';
@@ -69,6 +61,7 @@ import { assertCan } from './lifecycle.ts';
 import { KeyedMutex } from './mutex.ts';
 import { generateName } from './names.ts';
 import { newContainerRecord } from './records.ts';
+import { ContainerNetwork, type NetInfo, type Networking } from './container-network.ts';
 import { checkHealthcheck } from './health-config.ts';
 import { checkMounts, defaultTmpfs, ociMounts } from './mounts.ts';
 import { runProbe } from './health-exec.ts';
@@ -87,32 +80,6 @@ export interface VolumeProvider {
   // The path to bind, after making sure a sized volume's filesystem is mounted there (a
   // bare directory would put the container's writes on the host disk without a limit).
   prepare(name: string): Promise<string>;
-}
-
-// What the engine needs of the network service (engine/networks.ts).
-export interface NetworkProvider {
-  get(nameOrId: string): { readonly name: string };
-  attach(
-    containerId: string,
-    network: string,
-    opts: { portMappings: readonly PortMapping[] },
-  ): Promise<NetworkAttachment>;
-  detach(containerId: string): Promise<void>;
-  attachment(containerId: string): NetworkAttachment | undefined;
-  sweep(keep: (containerId: string) => boolean): Promise<number>;
-}
-
-interface Networking {
-  readonly networks: NetworkProvider;
-  readonly ports: PortAllocator;
-  readonly hostAddress: HostAddress;
-}
-
-// How a container is reached, once its network is up: for the spec, /etc files and the
-// self-knowledge env and network.json.
-interface NetInfo {
-  readonly netnsPath?: string;
-  readonly ip: string;
 }
 
 export interface ContainerEngineOptions {
@@ -176,7 +143,7 @@ export class ContainerEngine {
   private readonly host: HostLimits = readHostLimits();
   private readonly health: HealthService;
   private volumes: VolumeProvider | undefined;
-  private net: Networking | undefined;
+  private readonly network: ContainerNetwork;
   private monitorCgroupProcs: string[] = [];
 
   constructor(
@@ -198,6 +165,7 @@ export class ContainerEngine {
     this.log = log;
     this.opts = opts;
     this.notify.setMaxListeners(0);
+    this.network = new ContainerNetwork(store, log, (id) => this.stateDir(id));
     this.health = new HealthService(
       {
         probe: (id, argv, timeoutMs) => this.probe(id, argv, timeoutMs),
@@ -265,7 +233,9 @@ export class ContainerEngine {
     for (const e of req.env ?? []) {
       if (!e || e.startsWith('=')) throw invalid('env', `"${e}" is not KEY=VALUE`);
     }
-    const { mode: networkMode, network } = this.resolveNetworkMode(req.networkMode);
+    const { mode: networkMode, network } = this.network.resolveMode(req.networkMode, (r) =>
+      this.resolve(r),
+    );
     checkNetworkFields(req);
     if (networkMode === 'container' && req.hostname)
       throw invalid('hostname', "conflicts with sharing another container's network");
@@ -379,7 +349,7 @@ export class ContainerEngine {
       this.store.containers.insert({ ...rec, name });
       // Host ports are the container's from create to removal, so they survive restarts;
       // allocated in the insert's transaction, so a clash leaves no container behind.
-      if (portRequests.length > 0) this.networking().ports.allocate(id, portRequests);
+      this.network.allocatePorts(id, portRequests);
       this.events.append({
         type: 'container',
         action: 'create',
@@ -437,26 +407,7 @@ export class ContainerEngine {
   }
 
   setNetworking(n: Networking): void {
-    this.net = n;
-  }
-
-  private networking(): Networking {
-    if (!this.net) throw new BerthError('NOT_IMPLEMENTED', 'Networking is not available');
-    return this.net;
-  }
-
-  // --network: bridge (default), host, none, container:NAME, or a user network's name.
-  private resolveNetworkMode(s: string | undefined): { mode: NetworkMode; network?: string } {
-    if (s === undefined || s === '' || s === 'bridge' || s === 'default')
-      return { mode: 'bridge', network: 'bridge' };
-    if (s === 'host' || s === 'none') return { mode: s };
-    if (s.startsWith('container:')) {
-      const other = this.resolve(s.slice('container:'.length));
-      if (other.config.networkMode === 'container')
-        throw invalid('networkMode', `${other.name} itself shares another container's network`);
-      return { mode: 'container', network: other.id };
-    }
-    return { mode: 'bridge', network: this.networking().networks.get(s).name };
+    this.network.set(n);
   }
 
   private volumePath(name: string): string {
@@ -502,7 +453,7 @@ export class ContainerEngine {
       if (c.config.writable) await mountWritable(this.writable(id), c.config.writable.sizeBytes);
       for (const m of c.config.mounts ?? [])
         if (m.type === 'volume') await this.volumes?.prepare(m.source);
-      const net = await this.connectNetwork(c);
+      const net = await this.network.connect(c, (x) => this.get(x));
       const bundle = await this.writeBundle(c, net);
       await this.logs.prepare(id, c.name, c.config);
       const started = await launchMonitor({
@@ -568,7 +519,7 @@ export class ContainerEngine {
       conn?.close();
       this.live.delete(id);
       await this.cleanupRuntime(id);
-      await this.disconnectNetwork(c);
+      await this.network.disconnect(c);
       const code =
         e instanceof BerthError && e.code === 'COMMAND_NOT_FOUND'
           ? 127
@@ -591,112 +542,6 @@ export class ContainerEngine {
     }
   }
 
-  // The container's network, made before its bundle: its own namespace on a berth network
-  // (with its host ports mapped), or another container's.
-  private async connectNetwork(c: ContainerRecord): Promise<NetInfo> {
-    const mode = c.config.networkMode;
-    if (mode === 'host') return { ip: await this.networking().hostAddress.get() };
-    if (mode === 'none') return { ip: NONE_MODE_IP };
-    if (mode === 'container') {
-      const other = this.get(c.config.network ?? '');
-      if (other.state !== 'running' && other.state !== 'restarting')
-        throw new BerthError(
-          'CONTAINER_NOT_RUNNING',
-          `Cannot start container ${c.name}: ${other.name}, whose network it shares, is not running`,
-        );
-      return this.netInfoOf(other);
-    }
-    const { networks, ports } = this.networking();
-    const a = await networks.attach(c.id, c.config.network ?? 'bridge', {
-      portMappings: ports.bindings(c.id).map((b) => ({
-        hostPort: b.hostPort,
-        containerPort: b.containerPort,
-        protocol: b.protocol,
-        hostIP: b.hostIP,
-      })),
-    });
-    await this.refreshPeers(c.config.network ?? 'bridge', c.id);
-    return { netnsPath: a.netnsPath, ip: a.ip };
-  }
-
-  // The other running containers on a user network, by name.
-  private peersOf(c: ContainerRecord): { ip: string; names: string[] }[] {
-    if (c.config.networkMode !== 'bridge' || c.config.network === 'bridge' || !this.net) return [];
-    return this.store.containers
-      .list()
-      .filter(
-        (x) =>
-          x.id !== c.id &&
-          x.config.networkMode === 'bridge' &&
-          x.config.network === c.config.network &&
-          (x.state === 'running' || x.state === 'restarting'),
-      )
-      .flatMap((x) => {
-        const a = this.net?.networks.attachment(x.id);
-        return a ? [{ ip: a.ip, names: [x.name, x.config.hostname] }] : [];
-      });
-  }
-
-  // Where a running container's network is, for one that shares it.
-  private async netInfoOf(c: ContainerRecord): Promise<NetInfo> {
-    if (c.config.networkMode === 'bridge') {
-      const a = this.net?.networks.attachment(c.id);
-      if (a) return { netnsPath: a.netnsPath, ip: a.ip };
-    }
-    if (c.config.networkMode === 'host') return { ip: await this.networking().hostAddress.get() };
-    return { netnsPath: `/proc/${c.pid}/ns/net`, ip: NONE_MODE_IP };
-  }
-
-  private async disconnectNetwork(c: ContainerRecord): Promise<void> {
-    if (c.config.networkMode !== 'bridge' || !this.net) return;
-    try {
-      await this.net.networks.detach(c.id);
-      await this.refreshPeers(c.config.network ?? 'bridge', c.id);
-    } catch (e) {
-      this.log.warn({ id: c.id, err: errorMessage(e) }, 'leaving the network failed');
-    }
-  }
-
-  // On a user network containers find each other by name through /etc/hosts, rewritten in
-  // place (it is bind-mounted) whenever one joins or leaves, so names keep resolving while
-  // berthd is down. The default network, as docker's, does not do this.
-  private async refreshPeers(network: string, changed: string): Promise<void> {
-    if (network === 'bridge' || !this.net) return;
-    const members = this.store.containers
-      .list()
-      .filter(
-        (x) =>
-          x.config.networkMode === 'bridge' &&
-          x.config.network === network &&
-          (x.id === changed || x.state === 'running' || x.state === 'restarting'),
-      )
-      .flatMap((x) => {
-        const a = this.net?.networks.attachment(x.id);
-        return a ? [{ c: x, ip: a.ip }] : [];
-      });
-    for (const { c: x, ip } of members) {
-      const file = join(this.stateDir(x.id), 'hosts');
-      if (!existsSync(file)) continue;
-      const peers = members
-        .filter((p) => p.c.id !== x.id)
-        .map((p) => ({ ip: p.ip, names: [p.c.name, p.c.config.hostname] }));
-      await rewriteHosts(
-        file,
-        containerHosts(x.config.hostname, 'bridge', '', {
-          ip,
-          aliases: [x.name],
-          extraHosts: resolveExtraHosts(
-            x.config.extraHosts ?? [],
-            await this.networking().hostAddress.get(),
-          ),
-          peers,
-        }),
-      ).catch((e: unknown) =>
-        this.log.warn({ id: x.id, err: errorMessage(e) }, 'rewriting /etc/hosts failed'),
-      );
-    }
-  }
-
   private async writeBundle(c: ContainerRecord, net: NetInfo): Promise<string> {
     const dir = this.stateDir(c.id);
     await rm(dir, { recursive: true, force: true });
@@ -705,12 +550,12 @@ export class ContainerEngine {
     const user = await resolveUser(rootfs, c.config.user);
     const mounts = c.config.mounts ?? [];
     const memory = c.config.resources?.memory;
-    const hostIP = this.net ? await this.net.hostAddress.get() : '127.0.0.1';
+    const hostIP = await this.network.hostIP();
     const etc = await writeEtcFiles(dir, c.config.hostname, c.config.networkMode, '/etc', {
       ip: net.ip,
       aliases: c.config.networkMode === 'container' ? [] : [c.name],
       extraHosts: resolveExtraHosts(c.config.extraHosts ?? [], hostIP),
-      peers: this.peersOf(c),
+      peers: this.network.peersOf(c),
       ...(c.config.dns ? { dns: c.config.dns } : {}),
       ...(c.config.dnsSearch ? { dnsSearch: c.config.dnsSearch } : {}),
     });
@@ -720,7 +565,7 @@ export class ContainerEngine {
       mode: c.config.networkMode,
       hostIP,
       containerIP: net.ip,
-      bindings: this.net ? this.net.ports.bindings(c.id) : [],
+      bindings: this.network.bindings(c.id),
     };
     const netDir = join(dir, 'berth');
     await mkdir(netDir, { mode: 0o755 });
@@ -853,7 +698,7 @@ export class ContainerEngine {
     // exited finds its namespace, address and writable root already given back. Both are
     // idempotent: a crash before the commit below does them again.
     await this.releaseWritable(id);
-    await this.disconnectNetwork(c);
+    await this.network.disconnect(c);
     const finishedAt = exit ? new Date(exit.finishedAt) : new Date();
     const exitCode = exit ? exit.exitCode : 137;
     // Committed before the state dir goes: a crash in between re-reads the exit record.
@@ -1181,8 +1026,8 @@ export class ContainerEngine {
     this.store.tx(() => this.store.containers.update(id, { state: 'removing' }));
     this.closePendingAttach(id);
     await this.cleanupRuntime(id);
-    await this.disconnectNetwork(c);
-    this.net?.ports.release(id);
+    await this.network.disconnect(c);
+    this.network.releasePorts(id);
     await rm(join(this.opts.dataRoot, 'containers', id), { recursive: true, force: true });
     await this.logs.retire(id);
     this.store.tx(() => {
@@ -1331,8 +1176,7 @@ export class ContainerEngine {
 
   // Host ports and the network address, for the views.
   netView(id: string): { bindings: PortBinding[]; attachment?: NetworkAttachment | undefined } {
-    if (!this.net) return { bindings: [] };
-    return { bindings: this.net.ports.bindings(id), attachment: this.net.networks.attachment(id) };
+    return this.network.view(id);
   }
 
   // The environment the container's init got (the image's, the container's, and what it
@@ -1426,13 +1270,10 @@ export class ContainerEngine {
     }
     // Network namespaces, leases, port rules of containers that no longer run (a crash
     // mid-start, a reboot), and host ports of containers that no longer exist.
-    if (this.net) {
-      cleaned += await this.net.networks.sweep((id) => {
-        const c = this.store.containers.get(id);
-        return c !== undefined && (c.state === 'running' || c.state === 'restarting');
-      });
-      this.net.ports.sweep();
-    }
+    cleaned += await this.network.sweep((id) => {
+      const c = this.store.containers.get(id);
+      return c !== undefined && (c.state === 'running' || c.state === 'restarting');
+    });
     return { adopted, exited, cleaned };
   }
 
