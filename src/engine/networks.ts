@@ -238,7 +238,7 @@ export interface NetworkHost {
   deleteLink(name: string): Promise<void>;
   bridgePorts(bridge: string): Promise<string[]>;
   routes(): Promise<HostRoute[]>;
-  ensurePublishedPortsRule(bridge: string): Promise<void>;
+  ensurePublishedPortsRule(bridge: string, subnet?: string): Promise<void>;
   removePublishedPortsRule(bridge: string): Promise<void>;
   publishedPortsBridges(): Promise<string[]>;
 }
@@ -607,7 +607,7 @@ export class NetworkService {
           capabilityArgs: { portMappings: cniPortMappings(rec.portMappings) },
         });
         const a = addressOf(result, IFNAME);
-        await this.publishedPortsRule(n.bridge);
+        await this.publishedPortsRule(n.bridge, n.subnet);
         const done = { ...rec, ip: a.ip, prefixLen: a.prefixLen, gateway: a.gateway, mac: a.mac };
         this.store.networks.setAttachmentAddress(containerId, done);
         this.log.debug({ container: shortId(containerId), network: n.name, ip: a.ip }, 'attached');
@@ -711,11 +711,11 @@ export class NetworkService {
     await writeFile(marker, `${n.id}\n`);
   }
 
-  private async publishedPortsRule(bridge: string): Promise<void> {
+  private async publishedPortsRule(bridge: string, subnet: string): Promise<void> {
     if (this.ruled.has(bridge)) return;
     await this.locks.run(`r:${bridge}`, async () => {
       if (this.ruled.has(bridge)) return;
-      await this.host.ensurePublishedPortsRule(bridge);
+      await this.host.ensurePublishedPortsRule(bridge, subnet);
       this.ruled.add(bridge);
     });
   }

@@ -350,7 +350,9 @@ export function bridgeConfList(n: BridgeNetworkConf, withPorts = true): CniConfL
         type: 'bridge',
         bridge: n.bridge,
         isGateway: true,
-        ipMasq: true,
+        // Masquerading is one rule per network (netns.ts masqueradeRule), not a chain per
+        // container.
+        ipMasq: false,
         hairpinMode: true,
         ipam: {
           type: 'host-local',

@@ -146,14 +146,52 @@ async function iptables(args: readonly string[], allowFailure = false): Promise<
   return r.code;
 }
 
+// One masquerade rule per network, as docker has, instead of the bridge plugin's chain per
+// container (ipMasq), which cost each start and stop about fifteen iptables calls.
+export function masqueradeRule(bridge: string, subnet: string): string[] {
+  return [
+    '-s',
+    subnet,
+    '!',
+    '-o',
+    bridge,
+    '-m',
+    'comment',
+    '--comment',
+    `berth masquerade ${bridge}`,
+    '-j',
+    'MASQUERADE',
+  ];
+}
+
 // Idempotent. The chain exists once the firewall plugin has run; made here if not, which
-// the plugin accepts.
-export async function ensurePublishedPortsRule(bridge: string): Promise<void> {
+// the plugin accepts. With a subnet, the network's masquerade rule too.
+export async function ensurePublishedPortsRule(bridge: string, subnet?: string): Promise<void> {
+  if (subnet !== undefined) {
+    const m = masqueradeRule(bridge, subnet);
+    if ((await iptables(['-t', 'nat', '-C', 'POSTROUTING', ...m], true)) !== 0)
+      await iptables(['-t', 'nat', '-A', 'POSTROUTING', ...m]);
+  }
   const rule = publishedPortsRule(bridge);
   if ((await iptables(['-C', ADMIN_CHAIN, ...rule], true)) === 0) return;
   if ((await iptables(['-n', '-L', ADMIN_CHAIN], true)) !== 0)
     await iptables(['-N', ADMIN_CHAIN], true);
   await iptables(['-A', ADMIN_CHAIN, ...rule]);
+}
+
+// The masquerade rules of a bridge, as `iptables -t nat -S POSTROUTING` prints them,
+// turned back into arguments (only the comment is quoted).
+export function parseMasqueradeRules(iptablesS: string, bridge: string): string[][] {
+  const out: string[][] = [];
+  for (const line of iptablesS.split('\n')) {
+    if (!line.startsWith('-A POSTROUTING ') || !line.includes(`"berth masquerade ${bridge}"`))
+      continue;
+    const args: string[] = [];
+    for (const m of line.slice('-A POSTROUTING '.length).matchAll(/"([^"]*)"|(\S+)/g))
+      args.push(m[1] ?? m[2] ?? '');
+    out.push(args);
+  }
+  return out;
 }
 
 // The bridges that have the rule (any berthd's): `iptables -S` prints each as it was
@@ -173,8 +211,19 @@ export async function publishedPortsBridges(): Promise<string[]> {
   return r.code === 0 ? parsePublishedPortsRules(r.stdout) : [];
 }
 
-// Removes every copy (two berthds sharing a bridge may each have added one).
+// Removes every copy (two berthds sharing a bridge may each have added one), and the
+// bridge's masquerade rules.
 export async function removePublishedPortsRule(bridge: string): Promise<void> {
+  try {
+    const nat = await execFile([IPTABLES, '-w', '10', '-t', 'nat', '-S', 'POSTROUTING'], {
+      timeoutMs: 30_000,
+      allowFailure: true,
+    });
+    for (const args of parseMasqueradeRules(nat.stdout, bridge))
+      await iptables(['-t', 'nat', '-D', 'POSTROUTING', ...args], true);
+  } catch (e) {
+    if (!isBerthError(e, 'RUNTIME_FAILED')) throw e;
+  }
   const rule = publishedPortsRule(bridge);
   for (let i = 0; i < 16; i++) {
     try {

@@ -91,6 +91,13 @@ describe('networking', () => {
     // Read-only: the container cannot change what it is told.
     const w = await d.berth(['exec', id, 'sh', '-c', 'echo x > /run/berth/network.json']);
     assert.notEqual(w.code, 0);
+    // One masquerade rule for the network, none per container.
+    const nat = (await runCommand('/usr/sbin/iptables-save', ['-t', 'nat'])).stdout;
+    assert.match(nat, new RegExp(`berth masquerade ${d.bridge}`));
+    assert.ok(
+      !nat.split('\n').some((l) => l.startsWith('-A POSTROUTING') && l.includes(id)),
+      'no per-container masquerade chain',
+    );
     const ps = await d.berthOk(['ps', '--filter', `id=${id}`, '--format', '{{.Ports}}']);
     assert.match(ps, new RegExp(`127.0.0.1:${hostPort}->80/tcp`));
     await d.berthOk(['rm', '-f', id]);

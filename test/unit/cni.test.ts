@@ -2,6 +2,7 @@
 // errors, the cache DEL relies on, berth's chain, and the host's routes.
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { masqueradeRule, parseMasqueradeRules } from '../../src/network/netns.ts';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
@@ -71,7 +72,7 @@ describe('plugin configuration', () => {
     );
     const b = list.plugins[0] as Record<string, unknown>;
     assert.equal(b['isGateway'], true);
-    assert.equal(b['ipMasq'], true);
+    assert.equal(b['ipMasq'], false, 'one masquerade rule per network instead');
     assert.equal(b['hairpinMode'], true);
     assert.deepEqual(b['ipam'], {
       type: 'host-local',
@@ -330,5 +331,17 @@ describe('Cni', () => {
       cni.add(list, rt),
       /CNI plugin bridge ADD failed: no such plugin in .*none \(install containernetworking-plugins\)/,
     );
+  });
+});
+
+describe('masquerade rules', () => {
+  it("finds a bridge's masquerade rules in iptables -S output, as arguments", () => {
+    const text = [
+      '-P POSTROUTING ACCEPT',
+      '-A POSTROUTING -s 10.9.0.0/24 ! -o br1 -m comment --comment "berth masquerade br1" -j MASQUERADE',
+      '-A POSTROUTING -s 10.8.0.0/24 ! -o br2 -m comment --comment "berth masquerade br2" -j MASQUERADE',
+    ].join('\n');
+    assert.deepEqual(parseMasqueradeRules(text, 'br1'), [masqueradeRule('br1', '10.9.0.0/24')]);
+    assert.deepEqual(parseMasqueradeRules(text, 'br3'), []);
   });
 });
