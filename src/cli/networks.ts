@@ -4,8 +4,7 @@ import type { Command } from 'commander';
 import type { BerthClient } from '../client/index.ts';
 import type { NetworkInspect } from '../types/network.ts';
 import { errorMessage } from '../util/errors.ts';
-import { formatItems, table } from './output.ts';
-import { parseTemplate } from './template.ts';
+import { formatItems, inspectEach, table } from './output.ts';
 import { parseLabels } from './volumes.ts';
 
 const collect = (v: string, prev: string[]) => [...prev, v];
@@ -91,22 +90,9 @@ Containers on one network reach each other; published ports reach them from the 
     .description('Show networks in detail')
     .option('-f, --format <template>', "Go template, as docker's")
     .argument('<network...>')
-    .action(async (names: string[], f: { format?: string }) => {
-      const t = f.format ? parseTemplate(f.format) : undefined;
-      const items: unknown[] = [];
-      let failed = false;
-      for (const n of names) {
-        try {
-          items.push(await client().inspectNetwork(n));
-        } catch (e) {
-          failed = true;
-          process.stderr.write(`Error: ${errorMessage(e)}\n`);
-        }
-      }
-      if (t) for (const i of items) out(t.render(i) + '\n');
-      else out(JSON.stringify(items, null, 4) + '\n');
-      if (failed) throw exitWith(1);
-    });
+    .action((names: string[], f: { format?: string }) =>
+      inspectEach(names, (n) => client().inspectNetwork(n), f.format, out, exitWith),
+    );
 
   network
     .command('rm')

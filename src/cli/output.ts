@@ -1,6 +1,6 @@
 // Output on stdout: Docker-like aligned tables, --format templates and `--format json`.
 import { parseTemplate, TemplateError } from './template.ts';
-import { BerthError } from '../util/errors.ts';
+import { BerthError, errorMessage } from '../util/errors.ts';
 
 // text/tabwriter with docker's padding of 3 spaces.
 export function table(rows: string[][]): string {
@@ -41,4 +41,29 @@ export function formatItems(
 
 export function truncate(s: string, n: number): string {
   return s.length > n ? `${s.slice(0, n - 1)}…` : s;
+}
+
+// `inspect NAME...` as docker does it: every object that exists, as one JSON array (or one
+// rendered template each); an error line for each that does not, then exit status 1.
+export async function inspectEach(
+  names: readonly string[],
+  fetch: (name: string) => Promise<unknown>,
+  format: string | undefined,
+  out: (s: string) => void,
+  exitWith: (code: number) => Error,
+): Promise<void> {
+  const t = format ? parseTemplate(format) : undefined;
+  const items: unknown[] = [];
+  let failed = false;
+  for (const n of names) {
+    try {
+      items.push(await fetch(n));
+    } catch (e) {
+      failed = true;
+      process.stderr.write(`Error: ${errorMessage(e)}\n`);
+    }
+  }
+  if (t) for (const i of items) out(t.render(i) + '\n');
+  else out(JSON.stringify(items, null, 4) + '\n');
+  if (failed) throw exitWith(1);
 }

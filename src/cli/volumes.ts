@@ -5,8 +5,7 @@ import type { BerthClient } from '../client/index.ts';
 import type { VolumeSummary } from '../types/volume.ts';
 import { errorMessage, invalid } from '../util/errors.ts';
 import { parseSize } from '../util/size.ts';
-import { formatItems, table } from './output.ts';
-import { parseTemplate } from './template.ts';
+import { formatItems, inspectEach, table } from './output.ts';
 
 const collect = (v: string, prev: string[]) => [...prev, v];
 
@@ -141,22 +140,9 @@ its size on any host filesystem and takes host space only as it fills.
     .description('Show volumes in detail')
     .option('-f, --format <template>', "Go template, as docker's")
     .argument('<name...>')
-    .action(async (names: string[], f: { format?: string }) => {
-      const t = f.format ? parseTemplate(f.format) : undefined;
-      const items: unknown[] = [];
-      let failed = false;
-      for (const n of names) {
-        try {
-          items.push(await client().inspectVolume(n));
-        } catch (e) {
-          failed = true;
-          process.stderr.write(`Error: ${errorMessage(e)}\n`);
-        }
-      }
-      if (t) for (const i of items) out(t.render(i) + '\n');
-      else out(JSON.stringify(items, null, 4) + '\n');
-      if (failed) throw exitWith(1);
-    });
+    .action((names: string[], f: { format?: string }) =>
+      inspectEach(names, (n) => client().inspectVolume(n), f.format, out, exitWith),
+    );
 
   volume
     .command('rm')
