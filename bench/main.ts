@@ -1,11 +1,12 @@
 // npm run bench -- [--quick] [--runs N] [--warmup N] [--peers LIST] [SCENARIO...]
 // Sets up the chosen peers (docker, podman), runs the chosen scenarios (all by default),
-// prints a table per scenario and writes every sample to bench/results/<timestamp>.json.
+// prints a table per scenario, writes every sample to bench/results/<timestamp>.json and a
+// self-contained report with a chart per scenario next to it (<timestamp>.html).
 // ^C stops the current sample and still cleans up, peers included.
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { killRegistered, REPO } from './lib/berthd.ts';
-import { hostInfo, table, writeJson } from './lib/report.ts';
+import { hostInfo, table, writeHtml, writeJson, type ReportDoc } from './lib/report.ts';
 import { PEER_NAMES, setupPeers, type PeerName, type PeerSet } from './lib/peers.ts';
 import { runScenario, type ScenarioResult } from './lib/runner.ts';
 import type { BenchContext, ScenarioFactory } from './lib/types.ts';
@@ -14,16 +15,22 @@ import { logThroughput } from './scenarios/log-throughput.ts';
 import { logsRead } from './scenarios/logs-read.ts';
 import { monitorMemory } from './scenarios/monitor-memory.ts';
 import { networkRun } from './scenarios/network-run.ts';
+import { ps } from './scenarios/ps.ts';
+import { readopt } from './scenarios/readopt.ts';
 import { restartLatency } from './scenarios/restart-latency.ts';
 import { runRm } from './scenarios/run-rm.ts';
+import { startStop } from './scenarios/start-stop.ts';
 import { statsCost } from './scenarios/stats-cost.ts';
 
 const SCENARIOS: Record<string, ScenarioFactory> = {
   'run-rm': runRm,
+  'start-stop': startStop,
+  ps,
   'log-throughput': logThroughput,
   'logs-read': logsRead,
   'monitor-memory': monitorMemory,
   'stats-cost': statsCost,
+  readopt,
   'events-subscriber': eventsSubscriber,
   'restart-latency': restartLatency,
   'network-run': networkRun,
@@ -136,7 +143,8 @@ async function main(): Promise<number> {
       }
     }
   }
-  const file = await writeJson(join(REPO, 'bench', 'results'), startedAt, {
+  const resultsDir = join(REPO, 'bench', 'results');
+  const doc: ReportDoc = {
     startedAt: startedAt.toISOString(),
     finishedAt: new Date().toISOString(),
     options: { quick, runs, warmup, peers: peerNames, scenarios: names },
@@ -145,11 +153,23 @@ async function main(): Promise<number> {
     peersSkipped: skipped,
     peerLeftovers,
     scenarios: results,
-  });
+  };
+  const file = await writeJson(resultsDir, startedAt, doc);
   process.stdout.write(`\nsamples: ${file}\n`);
+  // Read back and checked (a section and a chart per scenario): a report that cannot be
+  // written fails the run, --quick in CI included.
+  let report: string | undefined;
+  try {
+    report = await writeHtml(resultsDir, startedAt, doc);
+    process.stdout.write(`report: ${report}\n`);
+  } catch (e) {
+    process.stderr.write(`bench: HTML report: ${e instanceof Error ? e.message : String(e)}\n`);
+  }
+  const took = (Date.parse(doc.finishedAt) - startedAt.getTime()) / 1000;
+  process.stdout.write(`total: ${took.toFixed(0)} s\n`);
   if (abort.signal.aborted) return 130;
   const bad = results.some((r) => r.error !== undefined || r.leftovers.length > 0);
-  return bad || peerLeftovers.length > 0 ? 1 : 0;
+  return bad || peerLeftovers.length > 0 || report === undefined ? 1 : 0;
 }
 
 main().then(

@@ -136,7 +136,8 @@ export class BenchDaemon {
     }));
   }
 
-  private async spawn(): Promise<void> {
+  // Spawns berthd on this daemon's roots; does not wait for it.
+  private launch(): ChildProcess {
     const p = spawn(
       process.execPath,
       [
@@ -167,6 +168,11 @@ export class BenchDaemon {
     const keep = (b: Buffer) => (this.logs = (this.logs + b.toString()).slice(-LOG_TAIL));
     p.stdout?.on('data', keep);
     p.stderr?.on('data', keep);
+    return p;
+  }
+
+  private async spawn(): Promise<void> {
+    const p = this.launch();
     const deadline = Date.now() + 15_000;
     while (Date.now() < deadline) {
       if (p.exitCode !== null || p.signalCode !== null) {
@@ -176,6 +182,32 @@ export class BenchDaemon {
       await sleep(20);
     }
     throw new Error(`berthd did not become ready in 15 s: ${this.logs}`);
+  }
+
+  // kill -9 of berthd by pid, as a crash would end it: containers and monitors stay.
+  // Resolves once it has exited.
+  async kill9(): Promise<void> {
+    const p = this.proc;
+    if (!p || p.exitCode !== null || p.signalCode !== null) return;
+    const exited = new Promise((r) => p.once('exit', r));
+    p.kill('SIGKILL');
+    await exited;
+  }
+
+  // A new berthd on the same roots after kill9(), not waited for: returns the time just
+  // before the spawn (process.hrtime.bigint()). Its log starts afresh (log).
+  respawn(): bigint {
+    if (this.pid !== undefined && pidAlive(this.pid)) throw new Error('berthd still running');
+    this.logs = '';
+    const t0 = process.hrtime.bigint();
+    this.launch();
+    return t0;
+  }
+
+  // Whether the berthd last spawned has exited.
+  get exited(): boolean {
+    const p = this.proc;
+    return !p || p.exitCode !== null || p.signalCode !== null;
   }
 
   // What berth has left for containers that should all be gone.

@@ -24,6 +24,9 @@ export interface Engine {
   readonly image: string;
   // Flags every container of the bench gets on create/run (no network, limits).
   readonly runFlags: readonly string[];
+  // The daemon's API socket (berthd, dockerd), for bulk set-up without a CLI start-up per
+  // container (bulk.ts); none for podman.
+  readonly socket?: string;
   // The engine's default bridge network, when there is one for the bench's containers: its
   // Linux bridge and subnet. runFlagsOn(e, 'bridge') puts a container on it.
   readonly bridgeNetwork?: { readonly bridge: string; readonly subnet: string } | undefined;
@@ -105,6 +108,7 @@ export function berthEngine(d: BenchDaemon, version: string): Engine {
     // berth puts containers on its bridge unless told otherwise; the peers' containers
     // have no network in the bench, and bare runc's none but lo.
     runFlags: ['--network', 'none'],
+    socket: d.socket,
     bridgeNetwork: { bridge: d.bridge, subnet: d.subnet },
     networkLeftovers: async () => [...d.networkLeftovers(), ...(await d.netnsLeftovers())],
     command: (args) => ({ file: process.execPath, args: d.cliArgs(args), env: d.env }),

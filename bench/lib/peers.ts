@@ -24,7 +24,7 @@ import {
   netnsNames,
   prefixInUse,
 } from './netstate.ts';
-import { pidAlive, run, runOk } from './proc.ts';
+import { pidAlive, run, runOk, waitUntil } from './proc.ts';
 import {
   cgroupCpuNs,
   childPids,
@@ -114,6 +114,16 @@ function hostLimit(name: string): number {
 }
 
 const tail = (s: string, n = 600) => s.trim().slice(-n);
+
+// A process's state letter from /proc/<pid>/stat (R, S, Z, ...), 'gone' once reaped.
+function procState(pid: number): string {
+  try {
+    const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return s.slice(s.lastIndexOf(')') + 2).split(' ')[0] ?? 'gone';
+  } catch {
+    return 'gone';
+  }
+}
 
 // apt-get install of what is missing (once, with an update and a retry if the package
 // lists are stale). Returns, per peer, why it is still unavailable.
@@ -239,6 +249,7 @@ class DockerPeer implements Peer {
   private readonly group: CpuGroup;
   private readonly traces: HostTraces;
   private proc: ChildProcess | undefined;
+  private args: string[] = [];
   private stopped = false;
   private readonly wantBridge: boolean;
   // The Linux bridge the bench made for dockerd, until it is deleted.
@@ -311,12 +322,10 @@ class DockerPeer implements Peer {
   }
 
   async start(tar: string, signal: AbortSignal): Promise<void> {
-    const dockerd = which('dockerd');
-    if (!dockerd) throw new Error('dockerd not found');
     await writeFile(join(this.dir, 'daemon.json'), '{}\n');
     if (this.wantBridge) await this.makeBridge();
     const nofile = hostLimit('Max open files');
-    const args = [
+    this.args = [
       '--config-file',
       join(this.dir, 'daemon.json'),
       '--host',
@@ -343,17 +352,7 @@ class DockerPeer implements Peer {
       '--cgroup-parent',
       `/${DOCKER_CGROUP}`,
     ];
-    const w = this.group.wrap(dockerd, args);
-    const fd = openSync(join(this.dir, 'dockerd.log'), 'a');
-    // Detached: its own process group, so a terminal ^C reaches only the bench.
-    const p = spawn(w.file, w.args, { stdio: ['ignore', fd, fd], detached: true });
-    closeSync(fd);
-    this.proc = p;
-    const pid = p.pid;
-    if (pid !== undefined) {
-      trackPid(pid);
-      p.once('exit', () => untrackPid(pid));
-    }
+    const p = this.spawnDockerd();
     const deadline = Date.now() + 60_000;
     for (;;) {
       signal.throwIfAborted();
@@ -382,6 +381,99 @@ class DockerPeer implements Peer {
       this.bridgeProblem = await probe(this);
       if (this.bridgeProblem === undefined) this.bridgeNetwork = net;
     }
+  }
+
+  // dockerd (its arguments from start()) in the agents' CPU group from its first
+  // instruction, its output appended to dockerd.log.
+  private spawnDockerd(): ChildProcess {
+    const dockerd = which('dockerd');
+    if (!dockerd) throw new Error('dockerd not found');
+    const w = this.group.wrap(dockerd, this.args);
+    const fd = openSync(this.logFile, 'a');
+    // Detached: its own process group, so a terminal ^C reaches only the bench.
+    const p = spawn(w.file, w.args, { stdio: ['ignore', fd, fd], detached: true });
+    closeSync(fd);
+    this.proc = p;
+    const pid = p.pid;
+    if (pid !== undefined) {
+      trackPid(pid);
+      p.once('exit', () => untrackPid(pid));
+    }
+    return p;
+  }
+
+  private get logFile(): string {
+    return join(this.dir, 'dockerd.log');
+  }
+
+  // ---- a crash and a restart on the same state (readopt) ----
+
+  // live-restore on or off: daemon.json, then a reload (SIGHUP; live-restore is one of the
+  // options dockerd reloads). Resolves once `docker info` says so.
+  async setLiveRestore(on: boolean): Promise<void> {
+    // A reload only changes the keys the file has: "off" must be said.
+    await writeFile(join(this.dir, 'daemon.json'), `{ "live-restore": ${on} }\n`);
+    const pid = this.proc?.pid;
+    if (pid === undefined || !pidAlive(pid)) return;
+    process.kill(pid, 'SIGHUP');
+    const c = this.command(['info', '--format', '{{.LiveRestoreEnabled}}']);
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const r = await run(c.file, c.args, { env: c.env, timeoutMs: 10_000 });
+      if (r.stdout.trim() === String(on)) return;
+      if (Date.now() > deadline) {
+        throw new Error(`dockerd did not reload live-restore=${on}: ${tail(r.stderr || r.stdout)}`);
+      }
+      await sleep(100);
+    }
+  }
+
+  // kill -9 of dockerd by pid; resolves once it has exited. Its containerd gets SIGKILL
+  // too (dockerd starts it with a parent-death signal) and lingers as a zombie until
+  // init reaps it, which here takes a while: a zombie's pid still looks alive to the next
+  // dockerd, which would then wait for a socket nobody serves and give up. So its pid file
+  // goes once it is dead, and the next dockerd starts a new containerd, as after a crash.
+  async kill9(): Promise<void> {
+    const p = this.proc;
+    if (!p || p.exitCode !== null || p.signalCode !== null) return;
+    const exited = new Promise((r) => p.once('exit', r));
+    p.kill('SIGKILL');
+    await exited;
+    const pidFile = join(this.dir, 'exec', 'containerd', 'containerd.pid');
+    let pid = NaN;
+    try {
+      pid = Number(readFileSync(pidFile, 'utf8').trim());
+    } catch {
+      return;
+    }
+    const dead = () => !Number.isInteger(pid) || pid <= 0 || ['gone', 'Z'].includes(procState(pid));
+    await waitUntil(dead, 5000);
+    if (dead()) await rm(pidFile, { force: true });
+  }
+
+  // A new dockerd with the same arguments, not waited for: the time just before the spawn
+  // (process.hrtime.bigint()) and where its output starts in dockerd.log (logSince()).
+  respawn(): { t0: bigint; logMark: number } {
+    const pid = this.proc?.pid;
+    if (pid !== undefined && pidAlive(pid)) throw new Error('dockerd still running');
+    const logMark = existsSync(this.logFile) ? statSync(this.logFile).size : 0;
+    const t0 = process.hrtime.bigint();
+    this.spawnDockerd();
+    return { t0, logMark };
+  }
+
+  logSince(mark: number): string {
+    try {
+      return readFileSync(this.logFile).subarray(mark).toString();
+    } catch {
+      return '';
+    }
+  }
+
+  // Whether the dockerd last spawned has exited.
+  get exited(): boolean {
+    const p = this.proc;
+    return !p || p.exitCode !== null || p.signalCode !== null;
   }
 
   // dockerd keeps its containers' netns under its exec root. libnetwork unmounts one when
@@ -415,7 +507,7 @@ class DockerPeer implements Peer {
 
   private daemonLog(): string {
     try {
-      return tail(readFileSync(join(this.dir, 'dockerd.log'), 'utf8'), 1500);
+      return tail(readFileSync(this.logFile, 'utf8'), 1500);
     } catch {
       return '';
     }
@@ -475,6 +567,17 @@ class DockerPeer implements Peer {
       ...(this.bridgeProblem ? { bridgeProblem: this.bridgeProblem } : {}),
     };
   }
+}
+
+// A peer whose daemon the bench can kill -9 and start again on the same state: docker.
+export type RestartablePeer = Pick<
+  DockerPeer,
+  'setLiveRestore' | 'kill9' | 'respawn' | 'logSince' | 'exited' | 'socket'
+> &
+  Peer;
+
+export function asRestartable(e: Engine): RestartablePeer | undefined {
+  return e instanceof DockerPeer ? e : undefined;
 }
 
 // ---- podman ----

@@ -1,11 +1,14 @@
-// The terminal table and the JSON file with every sample.
+// The terminal table, the JSON file with every sample and the HTML report (html.ts).
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, release } from 'node:os';
 import { join } from 'node:path';
 import { RUNC } from './host.ts';
+import { renderHtml, sectionId, type ReportDoc } from './html.ts';
 import type { ScenarioResult, SubjectResult } from './runner.ts';
+
+export type { ReportDoc };
 
 const num = (v: number | undefined, digits = 1) =>
   v !== undefined && Number.isFinite(v) ? v.toFixed(digits) : '-';
@@ -94,6 +97,9 @@ function tryRun(file: string, args: string[], cwd?: string): string | undefined 
 }
 
 export function hostInfo(repo: string): Record<string, unknown> {
+  const status = (tryRun('git', ['status', '--porcelain'], repo) ?? '')
+    .split('\n')
+    .filter((l) => l !== '');
   return {
     node: process.version,
     kernel: release(),
@@ -103,14 +109,41 @@ export function hostInfo(repo: string): Record<string, unknown> {
     runc: tryRun(RUNC, ['--version'])?.split('\n')[0],
     cgroup: existsSync('/sys/fs/cgroup/cgroup.controllers') ? 2 : 1,
     gitCommit: tryRun('git', ['rev-parse', 'HEAD'], repo),
-    gitDirty: (tryRun('git', ['status', '--porcelain'], repo) ?? '') !== '',
+    gitBranch: tryRun('git', ['rev-parse', '--abbrev-ref', 'HEAD'], repo),
+    gitSubject: tryRun('git', ['log', '-1', '--format=%s (%ci)'], repo),
+    gitDirty: status.length > 0,
+    // What the working tree holds beyond the commit (the code measured may not be it).
+    gitStatus: status.slice(0, 200),
   };
 }
 
-export async function writeJson(dir: string, startedAt: Date, doc: unknown): Promise<string> {
+const stampOf = (startedAt: Date) => startedAt.toISOString().replace(/[:.]/g, '-');
+
+export async function writeJson(dir: string, startedAt: Date, doc: ReportDoc): Promise<string> {
   await mkdir(dir, { recursive: true });
-  const stamp = startedAt.toISOString().replace(/[:.]/g, '-');
-  const file = join(dir, `${stamp}.json`);
+  const file = join(dir, `${stampOf(startedAt)}.json`);
   await writeFile(file, `${JSON.stringify(doc, null, 2)}\n`);
+  return file;
+}
+
+// Writes <timestamp>.html next to the JSON and reads it back: it must be whole and have a
+// section per scenario, with a chart unless the scenario failed before any sample.
+export async function writeHtml(dir: string, startedAt: Date, doc: ReportDoc): Promise<string> {
+  await mkdir(dir, { recursive: true });
+  const file = join(dir, `${stampOf(startedAt)}.html`);
+  await writeFile(file, renderHtml(doc));
+  const back = await readFile(file, 'utf8');
+  if (!back.trimEnd().endsWith('</html>')) throw new Error(`${file}: report not whole`);
+  for (const r of doc.scenarios) {
+    const at = back.indexOf(`<section id="${sectionId(r.name)}">`);
+    if (at < 0) throw new Error(`${file}: no section for ${r.name}`);
+    const sampled = r.subjects.some((x) =>
+      x.samples.some((m) => Object.values(m.values).some(Number.isFinite)),
+    );
+    const end = back.indexOf('</section>', at);
+    if (sampled && !back.slice(at, end).includes('<svg')) {
+      throw new Error(`${file}: no chart for ${r.name}`);
+    }
+  }
   return file;
 }

@@ -1,7 +1,8 @@
 // Runs one scenario: set-up, warm-up rounds, then measured rounds in which every subject
 // takes one sample in turn (berth, runc, docker, berth, runc, docker, ...), so drift in
-// machine load hits all subjects alike. Teardown always runs. A peer that fails is dropped
-// from the remaining rounds; any other failure ends the scenario.
+// machine load hits all subjects alike; the same again for each further phase of a
+// scenario that has them (Scenario.nextPhase). Teardown always runs. A peer that fails is
+// dropped from the remaining rounds; any other failure ends the scenario.
 import { summarize, type Stats } from './stats.ts';
 import {
   WALL_MS,
@@ -10,6 +11,7 @@ import {
   type Metric,
   type Role,
   type Scenario,
+  type Subject,
 } from './types.ts';
 
 export interface SubjectResult {
@@ -44,6 +46,8 @@ export interface ScenarioResult {
   readonly comparisons: Comparison[];
   readonly leftovers: string[];
   readonly notes: string[];
+  // Set-up, rounds and teardown.
+  readonly durationMs: number;
   readonly error?: string;
 }
 
@@ -67,6 +71,7 @@ export async function runScenario(
   o: RunOptions,
   ctx: BenchContext,
 ): Promise<ScenarioResult> {
+  const t0 = performance.now();
   const metrics = s.metrics ?? [WALL_MS];
   const own =
     s.schedule?.(ctx.quick) ?? (ctx.quick ? { runs: 5, warmup: 1 } : { runs: 30, warmup: 3 });
@@ -85,42 +90,49 @@ export async function runScenario(
   let error: string | undefined;
   let leftovers: string[];
   try {
-    const subjects = await s.setup(ctx);
-    for (const x of subjects) {
-      if (x.maxRuns !== undefined && x.maxRuns < runs) {
-        notes.push(`${x.name} (${x.label}): ${x.maxRuns} of the ${runs} rounds`);
-      }
-      acc.push({
-        name: x.name,
-        label: x.label,
-        role: x.role,
-        group: x.group ?? '',
-        warmup: [],
-        samples: [],
-      });
-    }
-    for (let round = 0; round < warmup + runs; round++) {
-      const warm = round < warmup;
-      for (const [i, x] of subjects.entries()) {
-        const a = acc[i];
-        if (!a || a.error !== undefined) continue;
-        if (warm ? x.warmup === false : !takesSample(round - warmup, runs, x.maxRuns)) continue;
-        ctx.signal.throwIfAborted();
-        let m: Measured;
-        try {
-          const v = await x.sample(ctx.signal);
-          m = typeof v === 'number' ? { values: { [metrics[0]?.key ?? 'ms']: v } } : v;
-        } catch (e) {
-          if (x.role !== 'peer' || ctx.signal.aborted) throw e;
-          a.error = message(e);
-          notes.push(`${x.name} dropped after a failure: ${a.error}`);
-          ctx.log(`${s.name}: ${x.name} failed, dropped: ${a.error}`);
-          continue;
+    // setup()'s subjects, then each further phase's (Scenario.nextPhase), one after another.
+    let subjects: readonly Subject[] | undefined = await s.setup(ctx);
+    for (let phase = 1; subjects !== undefined; phase++) {
+      const first = acc.length;
+      for (const x of subjects) {
+        if (x.maxRuns !== undefined && x.maxRuns < runs) {
+          notes.push(`${x.name} (${x.label}): ${x.maxRuns} of the ${runs} rounds`);
         }
-        (warm ? a.warmup : a.samples).push(m);
+        acc.push({
+          name: x.name,
+          label: x.label,
+          role: x.role,
+          group: x.group ?? '',
+          warmup: [],
+          samples: [],
+        });
       }
-      const label = warm ? `warm-up ${round + 1}/${warmup}` : `run ${round - warmup + 1}/${runs}`;
-      ctx.log(`${s.name}: ${label}`);
+      const tag = phase > 1 || s.nextPhase ? ` phase ${phase}` : '';
+      for (let round = 0; round < warmup + runs; round++) {
+        const warm = round < warmup;
+        for (const [i, x] of subjects.entries()) {
+          const a = acc[first + i];
+          if (!a || a.error !== undefined) continue;
+          if (warm ? x.warmup === false : !takesSample(round - warmup, runs, x.maxRuns)) continue;
+          ctx.signal.throwIfAborted();
+          let m: Measured;
+          try {
+            const v = await x.sample(ctx.signal);
+            m = typeof v === 'number' ? { values: { [metrics[0]?.key ?? 'ms']: v } } : v;
+          } catch (e) {
+            if (x.role !== 'peer' || ctx.signal.aborted) throw e;
+            a.error = message(e);
+            notes.push(`${x.name} (${x.label}) dropped after a failure: ${a.error}`);
+            ctx.log(`${s.name}: ${x.name} failed, dropped: ${a.error}`);
+            continue;
+          }
+          (warm ? a.warmup : a.samples).push(m);
+        }
+        const label = warm ? `warm-up ${round + 1}/${warmup}` : `run ${round - warmup + 1}/${runs}`;
+        ctx.log(`${s.name}${tag}: ${label}`);
+      }
+      ctx.signal.throwIfAborted();
+      subjects = await s.nextPhase?.(ctx);
     }
   } catch (e) {
     error = ctx.signal.aborted ? 'interrupted' : message(e);
@@ -164,6 +176,7 @@ export async function runScenario(
     comparisons,
     leftovers,
     notes: [...notes, ...(s.notes?.() ?? [])],
+    durationMs: performance.now() - t0,
     ...(error === undefined ? {} : { error }),
   };
 }

@@ -64,6 +64,12 @@ export interface Scenario {
   schedule?(quick: boolean): { runs: number; warmup: number };
   // Starts what the subjects need and returns them, in the order they alternate.
   setup(ctx: BenchContext): Promise<readonly Subject[]>;
+  // Rows that need the engines in another state than the rows before (ps with 1, then 100,
+  // then 1000 containers): called after the warm-up and measured rounds of setup()'s
+  // subjects, and after each phase's, until it returns undefined. It changes the state and
+  // returns the next phase's subjects, which get warm-up and measured rounds of their own
+  // (their groups tell the phases apart in the tables).
+  nextPhase?(ctx: BenchContext): Promise<readonly Subject[] | undefined>;
   // Stops what setup started and returns what was left behind (empty when clean). Always
   // called, also after a failed or interrupted setup or run; must be idempotent.
   teardown(ctx: BenchContext): Promise<string[]>;

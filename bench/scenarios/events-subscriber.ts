@@ -38,7 +38,7 @@ const DOCKER_SLOW_MS = 80;
 // Events at most per docker fill (tag + untag, two per pair).
 const DOCKER_FILL_MAX = 6000;
 // A docker fill takes a few seconds: its stuck row takes fewer samples.
-const DOCKER_STUCK_RUNS = 10;
+const DOCKER_STUCK_RUNS = 6;
 
 // Clients that ask for the event stream and never read a byte of it: the socket is paused
 // before it connects, so Node never reads from it.
@@ -191,7 +191,7 @@ export function eventsSubscriber(): Scenario {
     // Warm-up is done in setup (one untimed cycle per row; not with --quick, where the event
     // generation has warmed berthd up), so that every sample the runner takes is also one of
     // the stuck ÷ none ratios in the notes.
-    schedule: (quick) => (quick ? { runs: 4, warmup: 0 } : { runs: 20, warmup: 0 }),
+    schedule: (quick) => (quick ? { runs: 4, warmup: 0 } : { runs: 12, warmup: 0 }),
 
     async setup(ctx: BenchContext): Promise<readonly Subject[]> {
       if (which('ss') === undefined)

@@ -37,7 +37,7 @@ export function monitorMemory(): Scenario {
       { key: 'after', label: 'agent +MiB after rm', better: 'lower', digits: 1, compare: false },
       { key: 'runMs', label: 'run -d ms', better: 'lower', digits: 0 },
     ],
-    schedule: (quick) => (quick ? { runs: 1, warmup: 0 } : { runs: 3, warmup: 0 }),
+    schedule: (quick) => (quick ? { runs: 1, warmup: 0 } : { runs: 2, warmup: 0 }),
 
     async setup(ctx: BenchContext): Promise<readonly Subject[]> {
       const n = ctx.quick ? 10 : 50;

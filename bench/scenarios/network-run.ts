@@ -115,7 +115,7 @@ export function networkRun(): Scenario {
     description: 'run --rm IMAGE true on the bridge network vs --network none',
     // Warm-up is done in setup (one untimed sample per row; not with --quick), so that every
     // sample the runner takes is also one of the ratios in the notes.
-    schedule: (quick) => (quick ? { runs: 4, warmup: 0 } : { runs: 30, warmup: 0 }),
+    schedule: (quick) => (quick ? { runs: 4, warmup: 0 } : { runs: 15, warmup: 0 }),
 
     async setup(ctx: BenchContext): Promise<readonly Subject[]> {
       // Before anything runs: the host's rules, so the teardown can tell what is new.

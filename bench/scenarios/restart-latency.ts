@@ -215,7 +215,7 @@ export function restartLatency(): Scenario {
     ],
     // Warm-up is done in setup (one untimed sample per row; not with --quick), so that every
     // sample the runner takes is in the p90s of the notes.
-    schedule: (quick) => (quick ? { runs: 3, warmup: 0 } : { runs: 20, warmup: 0 }),
+    schedule: (quick) => (quick ? { runs: 3, warmup: 0 } : { runs: 12, warmup: 0 }),
 
     async setup(ctx: BenchContext): Promise<readonly Subject[]> {
       ctx.log('starting berthd');

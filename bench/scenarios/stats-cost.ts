@@ -6,26 +6,27 @@
 // daemons and shims while idle; podman likewise (no daemon: the CLI reads the cgroups).
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { BenchDaemon } from '../lib/berthd.ts';
-import { repeatConcurrently } from '../lib/concurrently.ts';
-import { cli, cliInGroup, printedId, removeAll, startBerth, type Engine } from '../lib/engines.ts';
+import { makeContainers } from '../lib/bulk.ts';
+import { cliInGroup, removeAll, startBerth, type Engine } from '../lib/engines.ts';
 import { BENCH_CGROUP, CLIENT_CGROUP } from '../lib/host.ts';
 import { cpuDelta, CpuGroup, readCpu, type CpuReading } from '../lib/sysstat.ts';
 import { removePeerContainers, stopBerth, sweepBenchCgroups } from '../lib/teardown.ts';
 import type { BenchContext, Measured, Scenario, Subject } from '../lib/types.ts';
 import { unixRequest, type Reply } from '../lib/unix-http.ts';
 
-// Samples of the peers' stats calls (docker's takes ~2 s by design) and idle windows.
-const PEER_RUNS = 5;
+// Samples of the peers' stats calls (docker's takes ~2 s by design) and idle windows, and
+// of berth's idle windows right after reads: fewer than the rounds, to keep the suite
+// within its time (each idle window is already an average over several seconds).
+const PEER_RUNS = 3;
+const BERTH_IDLE_RUNS = 4;
 // Quiet time before an idle window, so that the previous sample's tail is not in it.
 const SETTLE_MS = 1000;
-// `run -d` calls at a time while starting the containers.
-const START_CONCURRENCY = 4;
 // berthd's sampler slows down once nobody has read stats for 30 s (src/engine/stats.ts):
 // the "unread" idle window starts this long after the last read, and is long enough for a
 // few of its passes (one every 5 s).
 const UNREAD_MS = 32_000;
 const UNREAD_WINDOW_MS = 20_000;
-const UNREAD_RUNS = 3;
+const UNREAD_RUNS = 1;
 
 // CPU of an engine's host processes at one moment.
 interface Snapshot {
@@ -78,18 +79,11 @@ function used(e: Engine, a: Snapshot, b: Snapshot): Used {
 
 const ms = (ns: number) => ns / 1e6;
 
-// Starts n idle containers, a few at a time; returns their ids. On a failure, waits for the
-// calls under way before throwing, so that teardown sees every container made.
-async function startIdle(e: Engine, n: number, signal: AbortSignal): Promise<string[]> {
-  const ids: string[] = [];
-  await repeatConcurrently(n, START_CONCURRENCY, async () => {
-    const r = await cli(e, ['run', '-d', ...e.runFlags, e.image, 'sleep', '3600'], {
-      signal,
-      timeoutMs: 120_000,
-    });
-    ids.push(printedId(r.stdout));
-  });
-  return ids;
+// Starts n idle containers (bulk.ts: the daemons' APIs, podman's CLI a few at a time). On a
+// failure, waits for the calls under way before throwing, so that teardown sees every
+// container made.
+function startIdle(e: Engine, n: number, signal: AbortSignal): Promise<string[]> {
+  return makeContainers(e, n, { cmd: ['sleep', '3600'], start: true }, signal);
 }
 
 // Rows of a stats table (the header line excluded).
@@ -137,11 +131,11 @@ export function statsCost(): Scenario {
       { key: 'cliCpu', label: 'CLI CPU ms', better: 'lower', digits: 1 },
       { key: 'totalCpu', label: 'total CPU ms', better: 'lower', digits: 1 },
     ],
-    schedule: (quick) => (quick ? { runs: 3, warmup: 1 } : { runs: 10, warmup: 1 }),
+    schedule: (quick) => (quick ? { runs: 3, warmup: 1 } : { runs: 6, warmup: 1 }),
 
     async setup(ctx: BenchContext): Promise<readonly Subject[]> {
       const n = ctx.quick ? 10 : 100;
-      const idleMs = ctx.quick ? 3000 : 10_000;
+      const idleMs = ctx.quick ? 3000 : 6000;
       ctx.log('starting berthd');
       const b = await startBerth(BENCH_CGROUP);
       berth = b.d;
@@ -302,6 +296,7 @@ export function statsCost(): Scenario {
           label: 'berth idle, read <30 s ago: CPU ms/s',
           role: 'subject',
           group: 'idle, read',
+          maxRuns: BERTH_IDLE_RUNS,
           sample: (signal) => idle(b.e, 'berth read', idleMs, signal),
         },
         ...peers.map((p): Subject => ({
