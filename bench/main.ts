@@ -6,6 +6,7 @@
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { killRegistered, REPO } from './lib/berthd.ts';
+import { benchLock } from './lib/lock.ts';
 import { hostInfo, table, writeHtml, writeJson, type ReportDoc } from './lib/report.ts';
 import { PEER_NAMES, setupPeers, type PeerName, type PeerSet } from './lib/peers.ts';
 import { runScenario, type ScenarioResult } from './lib/runner.ts';
@@ -64,6 +65,9 @@ function positiveInt(v: string | undefined, what: string, min: number): number |
   return n;
 }
 
+// Released at the end of the run, and on a forced exit.
+let releaseLock = () => {};
+
 async function main(): Promise<number> {
   const { values, positionals } = parseArgs({
     options: {
@@ -100,12 +104,30 @@ async function main(): Promise<number> {
     } else if (Date.now() - firstSignal > 2000) {
       process.stderr.write(`bench: ${sig} again, exiting before clean-up finished\n`);
       killRegistered();
+      releaseLock();
       process.exit(130);
     }
   };
   for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(s, onSignal);
 
   const log = (m: string) => process.stderr.write(`  ${m}\n`);
+  releaseLock = await benchLock(abort.signal, log);
+  try {
+    return await measure(names, peerNames, { quick, runs, warmup }, abort, log);
+  } finally {
+    releaseLock();
+  }
+}
+
+// The run itself, with the lock held.
+async function measure(
+  names: readonly string[],
+  peerNames: readonly PeerName[],
+  o: { quick: boolean; runs: number | undefined; warmup: number | undefined },
+  abort: AbortController,
+  log: (m: string) => void,
+): Promise<number> {
+  const { quick, runs, warmup } = o;
   const startedAt = new Date();
   const host = hostInfo(REPO);
   const results: ScenarioResult[] = [];
