@@ -145,6 +145,11 @@ export class TestDaemon {
     });
   }
 
+  // `berth inspect ID`, parsed: the one object of its array.
+  async inspect<T>(id: string): Promise<T> {
+    return (JSON.parse(await this.berthOk(['inspect', id])) as T[])[0] as T;
+  }
+
   // `berth run -d ARGS...`, returning the new container's id.
   async runDetached(args: readonly string[]): Promise<string> {
     return (await this.berthOk(['run', '-d', ...args])).trim();

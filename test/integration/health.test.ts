@@ -26,8 +26,7 @@ describe('health checks', () => {
     await d.destroy();
   });
 
-  const inspect = async (id: string) =>
-    (JSON.parse(await d.berthOk(['inspect', id])) as Inspect[])[0] as Inspect;
+  const inspect = (id: string) => d.inspect<Inspect>(id);
 
   it('reports unhealthy, then healthy, with the results and events', async () => {
     const id = await d.runDetached([

@@ -28,8 +28,7 @@ describe('limits and OOM', () => {
     await d.destroy();
   });
 
-  const inspect = async (id: string) =>
-    (JSON.parse(await d.berthOk(['inspect', id])) as Inspect[])[0] as Inspect;
+  const inspect = (id: string) => d.inspect<Inspect>(id);
   const events = async (id: string) =>
     (await d.berthOk(['events', '--format', '{{.action}} {{.actorId}} {{.time}}']))
       .trim()

@@ -52,8 +52,7 @@ describe('networking', () => {
     await d.destroy();
   });
 
-  const inspect = async (id: string) =>
-    (JSON.parse(await d.berthOk(['inspect', id])) as Inspect[])[0] as Inspect;
+  const inspect = (id: string) => d.inspect<Inspect>(id);
 
   it('publishes 127.0.0.1::80, and the container knows that port and address', async () => {
     const id = await d.runDetached([

@@ -31,10 +31,6 @@ interface Inspect {
 
 const t = (e: JournalEvent) => Date.parse(e.time);
 
-async function inspect(d: TestDaemon, id: string): Promise<Inspect> {
-  return (JSON.parse(await d.berthOk(['inspect', id])) as Inspect[])[0] as Inspect;
-}
-
 // The container reads this file from the image (the host writes it), so a test can change
 // what the next run does: state that survives a restart, which a container's own tmpfs
 // does not.
@@ -91,7 +87,7 @@ describe('restart policies', () => {
     assert.equal(giveup.attributes['restarts'], '3');
     assert.ok(giveup.seq > (dies[3] as JournalEvent).seq);
     const c = await waitForValue('exited', async () => {
-      const x = await inspect(d, id);
+      const x = await d.inspect<Inspect>(id);
       return x.State.Status === 'exited' ? x : undefined;
     });
     assert.equal(c.RestartCount, 3);
@@ -112,7 +108,7 @@ describe('restart policies', () => {
       '-c',
       'if [ "$(cat /berth-test-mode 2>/dev/null)" = stable ]; then sleep 1.5; fi; exit 1',
     ]);
-    const mode = modeFile(d, await inspect(d, id));
+    const mode = modeFile(d, await d.inspect<Inspect>(id));
     try {
       await waitForValue('three quick restarts', async () => {
         const e = await d.journal(id);
@@ -155,7 +151,7 @@ describe('restart policies', () => {
       'sleep 0.2; exit 1',
     ]);
     const c = await waitForValue('restarting', async () => {
-      const x = await inspect(d, id);
+      const x = await d.inspect<Inspect>(id);
       return x.State.Status === 'restarting' ? x : undefined;
     });
     assert.equal(c.State.Restarting, true);
@@ -165,7 +161,7 @@ describe('restart policies', () => {
     const t0 = Date.now();
     await d.berthOk(['stop', id]);
     assert.ok(Date.now() - t0 < 1500, 'the pending restart is called off at once');
-    const x = await inspect(d, id);
+    const x = await d.inspect<Inspect>(id);
     assert.equal(x.State.Status, 'exited');
     await sleep(2500);
     assert.equal((await d.journal(id)).filter((e) => e.action === 'restart').length, 0);
@@ -175,13 +171,13 @@ describe('restart policies', () => {
     const k = await d.runDetached(['--restart', 'always', 'busybox', 'sleep', '1000']);
     await d.berthOk(['kill', k]);
     await waitForValue('exited', async () =>
-      (await inspect(d, k)).State.Status === 'exited' ? true : undefined,
+      (await d.inspect<Inspect>(k)).State.Status === 'exited' ? true : undefined,
     );
     await sleep(500);
     assert.equal((await d.journal(k)).filter((e) => e.action === 'restart').length, 0);
     // A start by the operator counts from zero again.
     await d.berthOk(['start', k]);
-    assert.equal((await inspect(d, k)).RestartCount, 0);
+    assert.equal((await d.inspect<Inspect>(k)).RestartCount, 0);
     await d.berthOk(['rm', '-f', id, k]);
   });
 
@@ -222,10 +218,10 @@ describe('restart policies', () => {
       '1000',
     ]);
     await d.berthOk(['update', '-m', '96m', id]);
-    const pid = (await inspect(d, id)).State.Pid;
+    const pid = (await d.inspect<Inspect>(id)).State.Pid;
     process.kill(pid, 'SIGKILL');
     await waitForValue('restarted', async () => {
-      const x = await inspect(d, id);
+      const x = await d.inspect<Inspect>(id);
       return x.State.Status === 'running' && x.State.Pid !== pid ? true : undefined;
     });
     const limit = readFileSync(`/sys/fs/cgroup/memory/berth/${id}/memory.limit_in_bytes`, 'utf8');
@@ -271,7 +267,7 @@ describe('restarts while berthd is down', () => {
       'sleep',
       '1000',
     ]);
-    const first = await inspect(d, id);
+    const first = await d.inspect<Inspect>(id);
     await d.kill9();
     const killedAt = Date.now();
     process.kill(first.State.Pid, 'SIGKILL');
@@ -292,7 +288,7 @@ describe('restarts while berthd is down', () => {
     await sleep(300);
     await d.startProcess();
     const back = await waitForValue('adopted and up to date', async () => {
-      const x = await inspect(d, id);
+      const x = await d.inspect<Inspect>(id);
       return x.State.Status === 'running' && x.State.Pid === newPid ? x : undefined;
     });
     assert.equal(back.RestartCount, 1);
@@ -358,11 +354,11 @@ describe('restarts while berthd is down', () => {
     await d.startProcess();
     for (const id of [always, unless])
       await waitForValue(`${id} back`, async () =>
-        (await inspect(d, id)).State.Status === 'running' ? true : undefined,
+        (await d.inspect<Inspect>(id)).State.Status === 'running' ? true : undefined,
       );
     await sleep(500);
-    assert.equal((await inspect(d, stopped)).State.Status, 'exited');
-    assert.equal((await inspect(d, none)).State.Status, 'exited');
+    assert.equal((await d.inspect<Inspect>(stopped)).State.Status, 'exited');
+    assert.equal((await d.inspect<Inspect>(none)).State.Status, 'exited');
     await d.berthOk(['rm', '-f', ...ids]);
     assert.deepEqual(d.leaks(ids), []);
   });
