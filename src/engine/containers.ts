@@ -144,7 +144,6 @@ export class ContainerEngine {
   private readonly health: HealthService;
   private volumes: VolumeProvider | undefined;
   private readonly network: ContainerNetwork;
-  private monitorCgroupProcs: string[] = [];
 
   constructor(
     store: Store,
@@ -177,7 +176,12 @@ export class ContainerEngine {
   }
 
   init(): void {
-    this.monitorCgroupProcs = this.cgroups.ensureMonitorGroup(`${this.opts.cgroupParent}.monitors`);
+    // Once at start, so a host without the controllers fails here rather than at a start.
+    this.cgroups.ensureMonitorGroup(this.monitorGroup());
+  }
+
+  private monitorGroup(): string {
+    return `${this.opts.cgroupParent}.monitors`;
   }
 
   stateDir(id: string): string {
@@ -465,7 +469,9 @@ export class ContainerEngine {
         stateDir,
         logPath: this.logPath(id),
         oomFile: this.cgroups.oomFile(this.cgroupsPath(id)),
-        cgroupProcs: this.monitorCgroupProcs,
+        // Made again if it went (an operator or a sweep removed the empty group): a few
+        // mkdirs of existing directories, against every later start failing.
+        cgroupProcs: this.cgroups.ensureMonitorGroup(this.monitorGroup()),
         terminal: c.config.tty,
         stdin: c.config.openStdin,
         logMaxSize: c.config.log.maxSize,

@@ -1,6 +1,8 @@
 // A crash of berthd at any point of a start is cleaned up on the next start: nothing is
 // half-made, nothing leaks, and what did start is adopted.
 import assert from 'node:assert/strict';
+import { existsSync, readdirSync, rmdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { monitorPids, pidAlive, TestDaemon } from '../helpers/daemon.ts';
@@ -50,5 +52,27 @@ describe('kill -9 of berthd in the middle of starting containers', () => {
     const ids = (await d.berthOk(['ps', '-aq', '--no-trunc'])).trim().split('\n').filter(Boolean);
     await d.berthOk(['rm', '-f', ...ids]);
     assert.deepEqual(d.leaks(ids), []);
+  });
+});
+
+describe('the monitors cgroup', () => {
+  it('is made again when it went, so starts keep working', async () => {
+    const parent = `btcg${Math.floor(Math.random() * 1e6)}`;
+    const d = await TestDaemon.start(['--cgroup-parent', parent]);
+    const groups = () =>
+      readdirSync('/sys/fs/cgroup').flatMap((h) =>
+        [`${parent}.monitors`, parent]
+          .map((g) => join('/sys/fs/cgroup', h, g))
+          .filter((p) => existsSync(p)),
+      );
+    try {
+      // Empty while nothing runs: an operator's (or a sweep's) rmdir takes it.
+      for (const g of groups()) if (g.endsWith('.monitors')) rmdirSync(g);
+      const out = await d.berthOk(['run', '--rm', '--network', 'none', 'busybox', 'echo', 'ok']);
+      assert.equal(out.trim(), 'ok');
+    } finally {
+      await d.destroy();
+      for (const g of groups()) rmdirSync(g);
+    }
   });
 });
