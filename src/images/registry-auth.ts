@@ -86,6 +86,12 @@ export function pullScope(repository: string): string {
   return `repository:${repository}:pull`;
 }
 
+// A push reads too (a HEAD for each blob that may already be there), and docker asks for
+// both in one scope, which is what token servers are written for.
+export function pushScope(repository: string): string {
+  return `repository:${repository}:pull,push`;
+}
+
 // The token endpoint with the registry's service and the scopes asked for.
 export function tokenRequestUrl(challenge: Challenge, scopes: readonly string[]): URL {
   const realm = challenge.params['realm'];

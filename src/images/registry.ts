@@ -1,6 +1,7 @@
 // A client for the OCI distribution API (Docker Registry HTTP API v2): resolves a
 // reference to one image manifest for a platform, and streams blobs to files while
-// hashing them, resuming a dropped transfer with a Range request.
+// hashing them, resuming a dropped transfer with a Range request; and pushes, blobs
+// streamed from their source (or mounted from another repository) and then manifests.
 //
 // Built on node:http/https rather than fetch: per-registry TLS trust (a test CA, client
 // certificates from a certs.d directory, or no verification for a registry marked
@@ -16,9 +17,10 @@ import http, { type IncomingMessage, type OutgoingHttpHeaders } from 'node:http'
 import https from 'node:https';
 import { BlockList, isIP } from 'node:net';
 import { join } from 'node:path';
+import { Readable, Transform } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { rootCertificates } from 'node:tls';
-import { BerthError, errorMessage, invalid } from '../util/errors.ts';
+import { BerthError, errorMessage, invalid, isBerthError } from '../util/errors.ts';
 import {
   formatPlatform,
   hostPlatform,
@@ -36,6 +38,7 @@ import {
   parseTokenResponse,
   pickChallenge,
   pullScope,
+  pushScope,
   type Token,
   TokenCache,
   tokenRequestUrl,
@@ -84,6 +87,8 @@ const ACCEPT = [
 const MAX_MANIFEST_BYTES = 4 << 20;
 const MAX_CONFIG_BYTES = 64 << 20;
 const MAX_REDIRECTS = 5;
+// The tag grammar of reference.ts: a tag is a path segment of the manifest URL.
+const TAG = /^[\w][\w.-]{0,127}$/;
 // Writes are gathered to this size: fewer syscalls than one per socket read.
 const WRITE_CHUNK = 1 << 20;
 
@@ -217,6 +222,19 @@ export interface RequestOptions {
   readonly signal?: AbortSignal;
 }
 
+export interface PushBlobOptions {
+  readonly signal?: AbortSignal;
+  // Bytes sent in this attempt (from 0 again when the upload starts over) and the blob's
+  // size; the size at once for a blob the repository has or mounts.
+  readonly onProgress?: (bytes: number, total: number) => void;
+  // Another repository on the same registry, named as Reference.repository names it
+  // (library/busybox), that may hold the blob: the registry links it from there rather
+  // than taking the bytes again, when it has it there and the account may pull it.
+  readonly mountFrom?: string;
+}
+
+export type PushBlobResult = 'exists' | 'mounted' | 'pushed';
+
 interface Endpoint {
   readonly registry: string;
   readonly origin: string;
@@ -226,6 +244,17 @@ interface Endpoint {
 
 // A failure worth another attempt: the connection, a 5xx, a 429.
 class Transient extends Error {}
+
+// A failure of what is being pushed (reading the source, or it not matching its
+// descriptor): neither the registry's fault nor worth another attempt, and passed on as it
+// is rather than as the registry being unavailable.
+class LocalFailure extends Error {
+  readonly error: unknown;
+  constructor(error: unknown) {
+    super(errorMessage(error));
+    this.error = error;
+  }
+}
 
 export interface FetchedManifest {
   readonly digest: string;
@@ -701,6 +730,312 @@ export class RegistryClient {
     throw await this.statusError(second, undefined, 'login');
   }
 
+  // --- push ------------------------------------------------------------------------
+
+  // Whether the repository has the blob: a HEAD, which the registry answers without the
+  // bytes.
+  async blobExists(
+    ref: Reference,
+    desc: BlobDescriptor,
+    opts: RequestOptions = {},
+  ): Promise<boolean> {
+    return this.hasBlob(ref, desc, pullScope(ref.repository), 'pull', opts.signal);
+  }
+
+  // Puts a blob into the repository unless it is there already: mounted from
+  // opts.mountFrom where the registry can, else uploaded in one PUT streamed from open(0),
+  // never held in memory. The bytes are checked against the descriptor on the way and the
+  // last one is held back until the digest matches. An upload cut short or answered with
+  // a 5xx or 429 starts over in a new upload session, with backoff as a pull has.
+  async pushBlob(
+    ref: Reference,
+    desc: BlobDescriptor,
+    open: (offset: number) => Readable,
+    opts: PushBlobOptions = {},
+  ): Promise<PushBlobResult> {
+    parseDigest(desc.digest);
+    if (!Number.isSafeInteger(desc.size) || desc.size < 0) {
+      throw imageInvalid(`Blob ${desc.digest} has no valid size`);
+    }
+    let from: string | undefined;
+    if (opts.mountFrom !== undefined) {
+      // Parsed as a name on the same registry: checked, and library/ added on Docker Hub.
+      if (/[:@]/.test(opts.mountFrom)) {
+        throw invalid('mountFrom', `"${opts.mountFrom}" is not a repository name`);
+      }
+      from = parseReference(`${ref.registry}/${opts.mountFrom}`, 'mountFrom').repository;
+      if (from === ref.repository) from = undefined;
+    }
+    return this.pushing(ref, async () => {
+      if (await this.hasBlob(ref, desc, pushScope(ref.repository), 'push', opts.signal)) {
+        opts.onProgress?.(desc.size, desc.size);
+        return 'exists';
+      }
+      return this.withRetries(
+        ref.registry,
+        async (): Promise<PushBlobResult> => {
+          const session = await this.startUpload(ref, desc.digest, from, opts.signal);
+          if (session === 'mounted') {
+            opts.onProgress?.(desc.size, desc.size);
+            return 'mounted';
+          }
+          await this.upload(ref, desc, session, open, opts);
+          return 'pushed';
+        },
+        opts.signal,
+      );
+    });
+  }
+
+  // Puts a manifest or an index under a tag, or under its digest (checked against the
+  // bytes); the registry takes it only once every blob and manifest it names is in the
+  // repository. Returns its digest: the one given, else the sha256 of the bytes.
+  async pushManifest(
+    ref: Reference,
+    tagOrDigest: string,
+    bytes: Buffer,
+    mediaType: string,
+    opts: RequestOptions = {},
+  ): Promise<string> {
+    const repo = repoName(ref);
+    const byDigest = tagOrDigest.includes(':');
+    const name = `${repo}${byDigest ? '@' : ':'}${tagOrDigest}`;
+    const sha256 = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+    let digest = sha256;
+    if (byDigest) {
+      const d = parseDigest(tagOrDigest);
+      digest = `${d.algorithm}:${createHash(d.algorithm).update(bytes).digest('hex')}`;
+      if (digest !== tagOrDigest) {
+        throw imageInvalid(`Manifest to push as ${name} has digest ${digest}`);
+      }
+    } else if (!TAG.test(tagOrDigest)) {
+      throw invalid('tag', `"${tagOrDigest}" is not a valid tag`);
+    }
+    if (bytes.length > MAX_MANIFEST_BYTES) {
+      throw imageInvalid(
+        `Manifest ${name} is ${bytes.length} bytes, more than the ${MAX_MANIFEST_BYTES} a registry takes`,
+      );
+    }
+    const headerDigest = await this.pushing(ref, () =>
+      this.withRetries(
+        ref.registry,
+        async () => {
+          const res = await this.request(ref.registry, manifestPath(ref, tagOrDigest), {
+            scope: pushScope(ref.repository),
+            method: 'PUT',
+            headers: { 'content-type': mediaType, 'content-length': bytes.length },
+            body: () => bytes,
+            ...opts,
+          });
+          if (res.statusCode === 400) {
+            // MANIFEST_INVALID, MANIFEST_BLOB_UNKNOWN (a blob not pushed first), TAG_INVALID.
+            const body = await readBody(res, 64 << 10, `manifest ${name}`).catch(() =>
+              Buffer.alloc(0),
+            );
+            throw imageInvalid(
+              `Registry ${ref.registry} refused manifest ${name}: ${registryMessage(body)}`,
+            );
+          }
+          if (res.statusCode !== 201 && res.statusCode !== 200) {
+            throw await this.statusError(res, ref, `manifest ${name}`, 'push');
+          }
+          res.resume();
+          return headerValue(res, 'docker-content-digest');
+        },
+        opts.signal,
+      ),
+    );
+    if (
+      headerDigest !== undefined &&
+      headerDigest.startsWith('sha256:') &&
+      headerDigest !== sha256
+    ) {
+      throw imageInvalid(
+        `Manifest ${name} was stored as ${headerDigest}, not as the ${sha256} that was sent`,
+      );
+    }
+    return digest;
+  }
+
+  private async hasBlob(
+    ref: Reference,
+    desc: BlobDescriptor,
+    scope: string,
+    action: 'pull' | 'push',
+    signal: AbortSignal | undefined,
+  ): Promise<boolean> {
+    parseDigest(desc.digest);
+    const what = `blob ${desc.digest} of ${repoName(ref)}`;
+    return this.withRetries(
+      ref.registry,
+      async () => {
+        const res = await this.request(ref.registry, blobPath(ref, desc.digest), {
+          scope,
+          method: 'HEAD',
+          ...(signal ? { signal } : {}),
+        });
+        if (res.statusCode === 404) {
+          res.resume();
+          return false;
+        }
+        if (res.statusCode !== 200) throw await this.statusError(res, ref, what, action);
+        res.resume();
+        const length = headerValue(res, 'content-length');
+        if (length !== undefined && Number(length) !== desc.size) {
+          throw imageInvalid(
+            `The registry has ${what} as ${length} bytes, its descriptor says ${desc.size}`,
+          );
+        }
+        return true;
+      },
+      signal,
+    );
+  }
+
+  // Opens an upload session, or mounts the blob from another repository. A registry that
+  // cannot mount (the blob is not there) opens a session instead (202); one whose token
+  // server will not let the account pull the other repository says 401 or 403, and a plain
+  // session is asked for.
+  private async startUpload(
+    ref: Reference,
+    digest: string,
+    mountFrom: string | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<URL | 'mounted'> {
+    const ep = await this.endpoint(ref.registry);
+    const uploads = `/v2/${ref.repository}/blobs/uploads/`;
+    const path =
+      mountFrom === undefined
+        ? uploads
+        : `${uploads}?mount=${encodeURIComponent(digest)}&from=${encodeURIComponent(mountFrom)}`;
+    const scope =
+      mountFrom === undefined
+        ? pushScope(ref.repository)
+        : `${pushScope(ref.repository)} ${pullScope(mountFrom)}`;
+    const res = await this.request(ref.registry, path, {
+      scope,
+      method: 'POST',
+      headers: { 'content-length': 0 },
+      ...(signal ? { signal } : {}),
+    });
+    if (mountFrom !== undefined) {
+      if (res.statusCode === 201) {
+        res.resume();
+        return 'mounted';
+      }
+      if (res.statusCode === 401 || res.statusCode === 403) {
+        res.resume();
+        return this.startUpload(ref, digest, undefined, signal);
+      }
+    }
+    if (res.statusCode !== 202) {
+      throw await this.statusError(
+        res,
+        ref,
+        `the upload of blob ${digest} to ${repoName(ref)}`,
+        'push',
+      );
+    }
+    res.resume();
+    const location = headerValue(res, 'location');
+    if (location === undefined) {
+      throw new BerthError(
+        'REGISTRY_UNAVAILABLE',
+        `Registry ${ref.registry} opened an upload to ${repoName(ref)} without a Location`,
+        { registry: ref.registry },
+      );
+    }
+    const url = new URL(location, new URL(path, ep.origin));
+    if (url.protocol !== 'https:' && !(url.protocol === 'http:' && ep.origin.startsWith('http:'))) {
+      throw new BerthError(
+        'REGISTRY_UNAVAILABLE',
+        `Registry ${ref.registry} sent an upload to ${url.origin}, which berth does not follow`,
+        { registry: ref.registry },
+      );
+    }
+    return url;
+  }
+
+  // The monolithic upload: one PUT of the whole blob to the session's Location.
+  private async upload(
+    ref: Reference,
+    desc: BlobDescriptor,
+    session: URL,
+    open: (offset: number) => Readable,
+    opts: PushBlobOptions,
+  ): Promise<void> {
+    const url = new URL(session);
+    // The Location may carry a query of its own (distribution's _state): the digest joins
+    // it, the rest left as the registry wrote it.
+    url.search = `${url.search === '' ? '?' : `${url.search}&`}digest=${encodeURIComponent(desc.digest)}`;
+    const what = `the upload of blob ${desc.digest} to ${repoName(ref)}`;
+    opts.onProgress?.(0, desc.size);
+    let res: IncomingMessage;
+    try {
+      res = await this.request(ref.registry, url.href, {
+        scope: pushScope(ref.repository),
+        method: 'PUT',
+        headers: { 'content-type': 'application/octet-stream', 'content-length': desc.size },
+        body: () => checkedBody(open, desc, opts.onProgress),
+        ...(opts.signal ? { signal: opts.signal } : {}),
+      });
+    } catch (e) {
+      this.cancelUpload(ref, session);
+      throw e;
+    }
+    const status = res.statusCode ?? 0;
+    if (status === 201) {
+      res.resume();
+      const stored = headerValue(res, 'docker-content-digest');
+      if (stored !== undefined && stored !== desc.digest) {
+        throw imageInvalid(`Registry ${ref.registry} stored blob ${desc.digest} as ${stored}`);
+      }
+      return;
+    }
+    // The session is gone (expired, or another instance behind a balancer): a new one.
+    if (status === 404) {
+      res.resume();
+      throw new Transient(`Registry ${ref.registry} lost the session of ${what}`);
+    }
+    this.cancelUpload(ref, session);
+    if (status === 400) {
+      // DIGEST_INVALID, SIZE_INVALID: what was sent is not what the descriptor says.
+      const body = await readBody(res, 64 << 10, what).catch(() => Buffer.alloc(0));
+      throw imageInvalid(`Registry ${ref.registry} refused ${what}: ${registryMessage(body)}`);
+    }
+    throw await this.statusError(res, ref, what, 'push');
+  }
+
+  // Ends a session that will not be used again, so the registry drops it now rather than
+  // at its next purge; best effort, and nothing waits for it. (docker-registry 2.8 refuses
+  // once a PUT has written part of the blob: the Location's _state says offset 0.)
+  private cancelUpload(ref: Reference, session: URL): void {
+    void this.request(ref.registry, session.href, {
+      scope: pushScope(ref.repository),
+      method: 'DELETE',
+    }).then(
+      (res) => res.resume(),
+      () => undefined,
+    );
+  }
+
+  // Failures to authenticate from below (no credentials, a token server refusing them)
+  // name the registry only; a push names the repository too.
+  private async pushing<T>(ref: Reference, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (e) {
+      if (isBerthError(e, 'REGISTRY_AUTH_FAILED') && e.details?.['repository'] === undefined) {
+        throw new BerthError(
+          'REGISTRY_AUTH_FAILED',
+          `Cannot push to ${repoName(ref)}: ${e.message}`,
+          { ...e.details, repository: repoName(ref) },
+        );
+      }
+      throw e;
+    }
+  }
+
   // --- transport -------------------------------------------------------------------
 
   private endpoint(registry: string): Promise<Endpoint> {
@@ -796,22 +1131,29 @@ export class RegistryClient {
     return { 'user-agent': this.userAgent, ...extra };
   }
 
-  // GET with redirects followed; Authorization stays with the registry's origin.
+  // A GET (or HEAD) with redirects followed; Authorization stays with the registry's
+  // origin. Other methods are not redirected: their body is sent once, and a registry
+  // answers an upload with a Location to go on with, not a redirect.
   private async follow(
     ep: Endpoint,
     url: URL,
     headers: OutgoingHttpHeaders,
     signal: AbortSignal | undefined,
+    method = 'GET',
+    body?: Readable | Buffer,
   ): Promise<IncomingMessage> {
     let u = url;
     const h = { ...headers };
     for (let i = 0; i <= MAX_REDIRECTS; i++) {
       const res = await rawRequest(u, {
+        method,
         headers: h,
+        body,
         agent: u.origin === ep.origin ? ep.agent : undefined,
         signal,
         idleTimeoutMs: this.idleTimeoutMs,
       });
+      if (method !== 'GET' && method !== 'HEAD') return res;
       const location = headerValue(res, 'location');
       const status = res.statusCode ?? 0;
       if (![301, 302, 303, 307, 308].includes(status) || location === undefined) return res;
@@ -840,22 +1182,32 @@ export class RegistryClient {
 
   // A request to the registry with authentication: what is known from the ping or an
   // earlier 401 is sent up front, and one 401 is answered by authenticating again (a
-  // token may have expired, a new scope may need one).
+  // token may have expired, a new scope may need one). `scope` may hold several scopes,
+  // space-separated as in OAuth2 (a cross-repository mount reads another repository).
+  // `body` makes the body afresh for each attempt. `path` may be a whole URL (an upload's
+  // Location); credentials go only to the registry's own origin.
   private async request(
     registry: string,
     path: string,
-    o: { scope: string; headers?: OutgoingHttpHeaders; signal?: AbortSignal },
+    o: {
+      scope: string;
+      method?: string;
+      headers?: OutgoingHttpHeaders;
+      body?: () => Readable | Buffer;
+      signal?: AbortSignal;
+    },
   ): Promise<IncomingMessage> {
     const ep = await this.endpoint(registry);
     const url = new URL(path, ep.origin);
-    let authorization = await this.authorization(ep, o.scope, false);
+    const own = url.origin === ep.origin;
+    let authorization = own ? await this.authorization(ep, o.scope, false) : undefined;
     for (let attempt = 0; ; attempt++) {
       const headers = this.baseHeaders({
         ...o.headers,
         ...(authorization ? { authorization } : {}),
       });
-      const res = await this.follow(ep, url, headers, o.signal);
-      if (res.statusCode !== 401 || attempt > 0) return res;
+      const res = await this.follow(ep, url, headers, o.signal, o.method, o.body?.());
+      if (res.statusCode !== 401 || attempt > 0 || !own) return res;
       const challenge = pickChallenge(parseChallenges(res.headersDistinct['www-authenticate']));
       if (challenge === undefined) return res;
       res.resume();
@@ -886,7 +1238,7 @@ export class RegistryClient {
     // No abort signal: the fetch is shared by every request waiting for this token, and
     // one caller giving up must not fail the others.
     const token = await this.tokens.fetch(key, Date.now, () =>
-      this.requestToken(ep, c, [scope], creds, undefined),
+      this.requestToken(ep, c, scope.split(' '), creds, undefined),
     );
     return `Bearer ${token}`;
   }
@@ -949,6 +1301,7 @@ export class RegistryClient {
     res: IncomingMessage,
     ref: Reference | undefined,
     what: string,
+    action: 'pull' | 'push' = 'pull',
   ): Promise<Error> {
     const status = res.statusCode ?? 0;
     const body = await readBody(res, 64 << 10, what).catch(() => Buffer.alloc(0));
@@ -957,6 +1310,24 @@ export class RegistryClient {
     const repo = ref ? repoName(ref) : '';
     if (status === 429 || status >= 500)
       return new Transient(`The registry answered ${status} to ${what}: ${detail}`);
+    if (action === 'push' && (status === 401 || status === 403)) {
+      // A 401 from basic auth cannot tell a wrong password from an account that may only
+      // pull; a token registry says insufficient_scope for the latter, and a 403 is that.
+      const creds = await this.opts.credentials?.(registry);
+      const challenge = pickChallenge(parseChallenges(res.headersDistinct['www-authenticate']));
+      const scopeShort = status === 403 || challenge?.params['error'] === 'insufficient_scope';
+      return new BerthError(
+        'REGISTRY_AUTH_FAILED',
+        creds
+          ? `Registry ${registry} denied "${creds.username}" push access to ${repo} (${
+              scopeShort
+                ? 'the account may not push there'
+                : 'wrong credentials, or an account that may not push there'
+            }): ${detail}`
+          : `Push access denied for ${repo}: pushing to ${registry} needs credentials (berth login ${registry})`,
+        { registry, repository: repo },
+      );
+    }
     if (status === 401) {
       return new BerthError(
         'REGISTRY_AUTH_FAILED',
@@ -1024,7 +1395,9 @@ export class RegistryClient {
 function rawRequest(
   url: URL,
   o: {
+    method?: string | undefined;
     headers: OutgoingHttpHeaders;
+    body?: Readable | Buffer | undefined;
     agent: http.Agent | undefined;
     signal?: AbortSignal | undefined;
     idleTimeoutMs: number;
@@ -1032,22 +1405,42 @@ function rawRequest(
 ): Promise<IncomingMessage> {
   return new Promise((resolve, reject) => {
     const mod = url.protocol === 'https:' ? https : http;
+    const body = o.body;
     const req = mod.request(
       url,
       {
-        method: 'GET',
+        method: o.method ?? 'GET',
         headers: o.headers,
         ...(o.agent ? { agent: o.agent } : {}),
         ...(o.signal ? { signal: o.signal } : {}),
       },
-      resolve,
+      (res) => {
+        if (body instanceof Readable && !req.writableEnded) {
+          // An answer before the whole body is sent (a 401, an error) means the server
+          // reads no more of it: stop sending a layer nobody takes. The connection, with a
+          // request cut short, cannot serve another, so it goes once the answer is read.
+          body.unpipe(req);
+          body.destroy();
+          res.once('close', () => req.destroy());
+        }
+        resolve(res);
+      },
     );
     // Also bounds the gaps while the body streams: a stalled transfer counts as dropped.
     req.setTimeout(o.idleTimeoutMs, () => {
       req.destroy(new Transient(`No data from ${url.host} for ${o.idleTimeoutMs} ms`));
     });
     req.on('error', reject);
-    req.end();
+    if (body === undefined) {
+      req.end();
+    } else if (body instanceof Readable) {
+      body.once('error', (e) => req.destroy(e));
+      // A request that fails or is aborted must not leave the source (a file) open.
+      req.once('close', () => body.destroy());
+      body.pipe(req);
+    } else {
+      req.end(body);
+    }
   });
 }
 
@@ -1076,10 +1469,72 @@ function isRetryable(e: unknown): boolean {
 
 // A failure of the transport that is not already a BerthError, in berth's terms.
 function unavailable(registry: string, e: unknown): unknown {
+  if (e instanceof LocalFailure) return e.error;
   if (e instanceof BerthError || (e instanceof Error && e.name === 'AbortError')) return e;
   return new BerthError('REGISTRY_UNAVAILABLE', `Registry ${registry}: ${errorMessage(e)}`, {
     registry,
   });
+}
+
+// The source of an upload, counted and hashed on its way to the socket. The chunk that
+// completes the size waits until the source has ended and the digest matches, so a source
+// that differs from its descriptor never completes a request: the registry would refuse
+// different bytes too, but only after taking all of them and in vaguer words, and it
+// would take the right bytes with more behind them.
+function checkedBody(
+  open: (offset: number) => Readable,
+  desc: BlobDescriptor,
+  onProgress: ((bytes: number, total: number) => void) | undefined,
+): Readable {
+  const { algorithm } = parseDigest(desc.digest);
+  const hash = createHash(algorithm);
+  const refuse = (message: string) => new LocalFailure(imageInvalid(message));
+  let n = 0;
+  let last: Buffer | undefined;
+  const out = new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      n += chunk.length;
+      if (n > desc.size) {
+        done(
+          refuse(`Blob ${desc.digest} to push is longer than the ${desc.size} bytes it should be`),
+        );
+        return;
+      }
+      hash.update(chunk);
+      if (n === desc.size) {
+        last = chunk;
+        done();
+        return;
+      }
+      onProgress?.(n, desc.size);
+      done(null, chunk);
+    },
+    flush(done) {
+      if (n < desc.size) {
+        done(refuse(`Blob ${desc.digest} to push ended after ${n} of ${desc.size} bytes`));
+        return;
+      }
+      const got = `${algorithm}:${hash.digest('hex')}`;
+      if (got !== desc.digest) {
+        done(
+          refuse(`Blob ${desc.digest} to push does not match its digest (its content is ${got})`),
+        );
+        return;
+      }
+      onProgress?.(n, desc.size);
+      done(null, last);
+    },
+  });
+  let src: Readable;
+  try {
+    src = open(0);
+  } catch (e) {
+    throw new LocalFailure(e);
+  }
+  src.once('error', (e) => out.destroy(new LocalFailure(e)));
+  out.once('close', () => src.destroy());
+  src.pipe(out);
+  return out;
 }
 
 async function readBody(res: IncomingMessage, max: number, what: string): Promise<Buffer> {

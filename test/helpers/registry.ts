@@ -11,7 +11,12 @@ import {
   type Server,
 } from 'node:http';
 import { get as httpsGet } from 'node:https';
-import { createServer as createNetServer } from 'node:net';
+import {
+  connect,
+  createServer as createNetServer,
+  type Server as NetServer,
+  type Socket,
+} from 'node:net';
 import { link, mkdir, mkdtemp, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -22,6 +27,9 @@ import { execFile } from '../../src/util/exec.ts';
 export interface RegistryUser {
   readonly username: string;
   readonly password: string;
+  // What the token server lets this user do (pull, push); both unless told. htpasswd
+  // auth has no such thing: any user it knows may push.
+  readonly actions?: readonly string[];
 }
 
 export interface StartRegistryOptions {
@@ -70,12 +78,15 @@ function b64url(b: Buffer | string): string {
 }
 
 // The token server of the distribution token spec: GET ?service=&scope=, basic auth
-// checked against its users; a known user gets pull and push on every scope asked for,
-// an anonymous client a token with no access, a wrong password 401.
+// checked against its users; a known user gets the actions asked for on every scope (of
+// them, only its `actions` when it has a list), an anonymous client a token with no
+// access, a wrong password 401.
 export class TokenServer {
   readonly issuer = 'berth-test-issuer';
   readonly service = 'berth-test-registry';
   requests = 0;
+  // The scopes of each token request, in order.
+  readonly scopes: string[][] = [];
   private readonly key: KeyObject;
   private readonly kid: string;
   private readonly users: readonly RegistryUser[];
@@ -97,6 +108,7 @@ export class TokenServer {
     this.server = createHttpServer((req, res) => {
       this.requests++;
       const url = new URL(req.url ?? '/', 'http://x');
+      this.scopes.push(url.searchParams.getAll('scope'));
       const user = this.authenticate(req);
       if (user === null) {
         res.writeHead(401, { 'content-type': 'application/json' });
@@ -108,7 +120,10 @@ export class TokenServer {
           ? []
           : url.searchParams.getAll('scope').flatMap((s) => {
               const m = /^([a-z]+):(.+):([a-z*,]+)$/.exec(s);
-              return m ? [{ type: m[1], name: m[2], actions: (m[3] ?? '').split(',') }] : [];
+              const actions = (m?.[3] ?? '')
+                .split(',')
+                .filter((a) => user.actions === undefined || user.actions.includes(a));
+              return m ? [{ type: m[1], name: m[2], actions }] : [];
             });
       const now = Math.floor(Date.now() / 1000);
       const header = { typ: 'JWT', alg: 'ES256', kid: this.kid };
@@ -569,5 +584,72 @@ export class OciLayoutBuilder {
 
   async remove(): Promise<void> {
     await rm(join(this.dir, '..'), { recursive: true, force: true });
+  }
+}
+
+// A TCP proxy that cuts the first `times` connections once each has carried `after`
+// bytes towards the client (or, 'up', towards the registry), and notes the Range headers
+// and request lines it sees.
+export class CuttingProxy {
+  port = 0;
+  readonly ranges: string[] = [];
+  readonly requests: string[] = [];
+  cuts = 0;
+  private readonly server: NetServer;
+  private readonly sockets = new Set<Socket>();
+
+  private constructor(target: number, after: number, times: number, direction: 'down' | 'up') {
+    this.server = createNetServer((client) => {
+      const upstream = connect(target, '127.0.0.1');
+      this.sockets.add(client).add(upstream);
+      let carried = 0;
+      const cutThis = this.cuts < times;
+      const cut = (b: Buffer, dir: 'down' | 'up'): boolean => {
+        if (dir !== direction) return false;
+        carried += b.length;
+        if (!cutThis || carried <= after || this.cuts >= times) return false;
+        this.cuts++;
+        client.destroy();
+        upstream.destroy();
+        return true;
+      };
+      client.on('data', (b: Buffer) => {
+        const text = b.toString('latin1');
+        for (const m of text.matchAll(/^range: (\S+)\r$/gim)) this.ranges.push(m[1] ?? '');
+        for (const m of text.matchAll(
+          /^((?:GET|HEAD|POST|PUT|PATCH|DELETE) \S+) HTTP\/1\.1\r$/gm,
+        )) {
+          this.requests.push(m[1] ?? '');
+        }
+        if (!cut(b, 'up')) upstream.write(b);
+      });
+      upstream.on('data', (b: Buffer) => {
+        if (!cut(b, 'down')) client.write(b);
+      });
+      const end = () => {
+        client.destroy();
+        upstream.destroy();
+      };
+      client.on('close', end).on('error', end);
+      upstream.on('close', end).on('error', end);
+    });
+  }
+
+  static async start(
+    target: number,
+    after: number,
+    times: number,
+    direction: 'down' | 'up' = 'down',
+  ): Promise<CuttingProxy> {
+    const p = new CuttingProxy(target, after, times, direction);
+    await new Promise<void>((resolve) => p.server.listen(0, '127.0.0.1', resolve));
+    const addr = p.server.address();
+    p.port = typeof addr === 'object' && addr ? addr.port : 0;
+    return p;
+  }
+
+  async stop(): Promise<void> {
+    for (const s of this.sockets) s.destroy();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
 }

@@ -1,21 +1,29 @@
 // The registry client against Debian's real docker-registry, images built here (real tar
 // layers: a whiteout, an opaque directory, a hard link, a symlink; an index of amd64 and
-// arm64) and pushed with skopeo, as OCI and as Docker schema 2. No berthd: this is the
-// library the engine's pull is built on.
+// arm64) and pushed with skopeo, as OCI and as Docker schema 2; and the same images pushed
+// by the client itself and pulled back. No berthd: this is the library the engine's pull
+// and push are built on.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, statSync } from 'node:fs';
-import { mkdir, mkdtemp, open, rm, writeFile, copyFile } from 'node:fs/promises';
-import { connect, createServer, type Server, type Socket } from 'node:net';
+import { createReadStream, existsSync, readFileSync, statSync } from 'node:fs';
+import { mkdir, mkdtemp, open, readdir, rm, writeFile, copyFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { gunzipSync } from 'node:zlib';
 import { CredentialStore } from '../../src/images/credentials.ts';
 import { parseReference, type Reference } from '../../src/images/reference.ts';
-import { RegistryClient, type ResolvedImage } from '../../src/images/registry.ts';
+import {
+  RegistryClient,
+  type PushBlobOptions,
+  type PushBlobResult,
+  type ResolvedImage,
+} from '../../src/images/registry.ts';
 import { BerthError } from '../../src/util/errors.ts';
 import { execFile } from '../../src/util/exec.ts';
 import {
+  CuttingProxy,
   OciLayoutBuilder,
   TestRegistry,
   type BuiltImage,
@@ -24,6 +32,8 @@ import {
 } from '../helpers/registry.ts';
 
 const ALICE: RegistryUser = { username: 'alice', password: 'correct horse' };
+// For the token server: may pull, not push.
+const BOB: RegistryUser = { username: 'bob', password: 'battery staple', actions: ['pull'] };
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
 
@@ -31,6 +41,7 @@ let work = '';
 let layout: OciLayoutBuilder;
 let amd64: BuiltImage;
 let arm64: BuiltImage;
+let multiIndex: { digest: string; size: number };
 
 function isCode(code: string, re?: RegExp) {
   return (e: unknown) => {
@@ -76,6 +87,7 @@ async function buildImages(): Promise<void> {
   const armLayer = await layout.layer({ arch: 'arm64\n', 'bin/hello': 'not really a program' });
   arm64 = await layout.image([armLayer], { os: 'linux', architecture: 'arm64', variant: 'v8' });
   const index = await layout.index([amd64, arm64]);
+  multiIndex = index;
   layout.tag('v1', {
     digest: amd64.manifestDigest,
     size: amd64.manifestSize,
@@ -122,6 +134,92 @@ async function fetchAndCheck(
     );
   });
   return files;
+}
+
+// --- push --------------------------------------------------------------------------
+
+function layoutFile(digest: string): string {
+  return join(layout.dir, 'blobs', 'sha256', digest.replace(/^sha256:/, ''));
+}
+
+function layoutBlob(digest: string): { digest: string; size: number } {
+  return { digest, size: statSync(layoutFile(digest)).size };
+}
+
+function openLayout(digest: string): (offset: number) => Readable {
+  return (offset) => createReadStream(layoutFile(digest), { start: offset });
+}
+
+// Pushes an image as a client of berth's would: config and layers in parallel, then the
+// manifest under `tag` (a tag, or its digest).
+async function pushImage(
+  client: RegistryClient,
+  ref: Reference,
+  img: BuiltImage,
+  tag: string,
+  opts: PushBlobOptions = {},
+): Promise<PushBlobResult[]> {
+  const digests = [img.configDigest, ...img.layers.map((l) => l.digest)];
+  const results = await Promise.all(
+    digests.map((d) => client.pushBlob(ref, layoutBlob(d), openLayout(d), opts)),
+  );
+  const pushed = await client.pushManifest(
+    ref,
+    tag,
+    readFileSync(layoutFile(img.manifestDigest)),
+    OCI_MANIFEST,
+  );
+  assert.equal(pushed, img.manifestDigest, 'pushManifest returns the digest of the bytes');
+  return results;
+}
+
+// Pulls what was pushed back through resolve and fetchBlob, and checks it is byte for
+// byte what the layout holds.
+async function pullAndCompare(
+  client: RegistryClient,
+  ref: string,
+  img: BuiltImage,
+  dest: string,
+  platform?: string,
+): Promise<ResolvedImage> {
+  const r = await client.resolve(ref, platform);
+  assert.equal(r.manifestDigest, img.manifestDigest);
+  assert.ok(r.manifestBytes.equals(readFileSync(layoutFile(img.manifestDigest))), 'manifest');
+  assert.ok(r.configBytes.equals(readFileSync(layoutFile(img.configDigest))), 'config');
+  const files = await fetchAndCheck(client, r, img, dest);
+  files.forEach((f, i) => {
+    const want = readFileSync(layoutFile(img.layers[i]?.digest ?? ''));
+    assert.ok(readFileSync(f).equals(want), `layer ${i} pulled back as pushed`);
+  });
+  return r;
+}
+
+// The upload sessions docker-registry keeps open for a repository. A cancelled one (a
+// DELETE) loses its data and startedat files but, in 2.8, keeps a directory with its
+// hashstates: only the first two make a session.
+async function uploadSessions(reg: TestRegistry, repository: string): Promise<string[]> {
+  const dir = join(reg.storage, 'docker/registry/v2/repositories', repository, '_uploads');
+  const ids = await readdir(dir).catch(() => []);
+  const open = await Promise.all(
+    ids.map(async (id) => {
+      const files = await readdir(join(dir, id));
+      return files.includes('data') || files.includes('startedat');
+    }),
+  );
+  return ids.filter((_, i) => open[i]);
+}
+
+// The sessions a failed push cancels without waiting: give the DELETEs a moment. (Only
+// those that took no bytes: docker-registry refuses to cancel one a PUT wrote part of.)
+async function noSessionsLeft(reg: TestRegistry, repository: string): Promise<void> {
+  for (let i = 0; i < 100 && (await uploadSessions(reg, repository)).length > 0; i++) {
+    await sleep(50);
+  }
+  assert.deepEqual(await uploadSessions(reg, repository), [], 'no upload session left');
+}
+
+function escapeRe(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
 before(async () => {
@@ -301,6 +399,227 @@ describe('docker-registry without auth', () => {
   });
 });
 
+describe('pushing to docker-registry without auth', () => {
+  let reg: TestRegistry;
+  let client: RegistryClient;
+  const ref = (s: string): Reference => parseReference(`${reg.host}/${s}`);
+
+  before(async () => {
+    reg = await TestRegistry.start();
+    client = new RegistryClient();
+  });
+  after(async () => {
+    client.close();
+    await reg.stop();
+    assert.equal(existsSync(reg.dir), false, 'the registry left no files');
+  });
+
+  it('pushes an image blob by blob and its manifest, and pulls back the same bytes', async () => {
+    const r = ref('push/one:v1');
+    const big = amd64.layers[0];
+    assert.ok(big && big.size > 3_000_000, 'the first layer is the big one');
+    for (const l of amd64.layers) assert.equal(await client.blobExists(r, l), false);
+    const progress: number[] = [];
+    assert.equal(
+      await client.pushBlob(r, big, openLayout(big.digest), {
+        onProgress: (n, total) => {
+          assert.equal(total, big.size);
+          progress.push(n);
+        },
+      }),
+      'pushed',
+    );
+    assert.equal(progress.at(-1), big.size);
+    assert.ok(progress.length > 10, `streamed in chunks: ${progress.length} progress reports`);
+    assert.deepEqual(
+      progress,
+      [...progress].sort((a, b) => a - b),
+      'progress only grows',
+    );
+    // The big layer is there now; the rest is uploaded.
+    assert.deepEqual(await pushImage(client, r, amd64, 'v1'), [
+      'pushed',
+      'exists',
+      'pushed',
+      'pushed',
+    ]);
+    for (const l of amd64.layers) assert.equal(await client.blobExists(r, l), true);
+    await pullAndCompare(client, `${reg.host}/push/one:v1`, amd64, join(work, 'push-one'));
+    await noSessionsLeft(reg, 'push/one');
+
+    // A second push finds every blob there and sends no layer again.
+    const again: number[] = [];
+    const results = await pushImage(client, r, amd64, 'v1', {
+      onProgress: (n) => again.push(n),
+    });
+    assert.deepEqual(results, ['exists', 'exists', 'exists', 'exists']);
+    assert.equal(again.length, 4, 'one progress report per blob, at its size');
+  });
+
+  it('mounts blobs from another repository, and uploads what that one lacks', async () => {
+    const source = ref('push/source:v1');
+    assert.deepEqual(await pushImage(client, source, arm64, 'v1'), ['pushed', 'pushed']);
+    const target = ref('push/mounted:v1');
+    assert.deepEqual(await pushImage(client, target, arm64, 'arm', { mountFrom: 'push/source' }), [
+      'mounted',
+      'mounted',
+    ]);
+    await pullAndCompare(
+      client,
+      `${reg.host}/push/mounted:arm`,
+      arm64,
+      join(work, 'push-mounted-arm64'),
+      'linux/arm64',
+    );
+    // push/source has none of these: the registry opens an upload instead (202).
+    assert.deepEqual(await pushImage(client, target, amd64, 'amd', { mountFrom: 'push/source' }), [
+      'pushed',
+      'pushed',
+      'pushed',
+      'pushed',
+    ]);
+    await pullAndCompare(client, `${reg.host}/push/mounted:amd`, amd64, join(work, 'push-mounted'));
+    await noSessionsLeft(reg, 'push/mounted');
+  });
+
+  it('pushes a multi-platform index: manifests by digest, the index by tag', async () => {
+    const r = ref('push/multi');
+    for (const img of [amd64, arm64]) {
+      const d = img.manifestDigest;
+      await pushImage(client, r, img, d);
+    }
+    const bytes = readFileSync(layoutFile(multiIndex.digest));
+    assert.equal(await client.pushManifest(r, 'multi', bytes, OCI_INDEX), multiIndex.digest);
+    const host = await pullAndCompare(
+      client,
+      `${reg.host}/push/multi:multi`,
+      amd64,
+      join(work, 'push-multi-amd64'),
+      'linux/amd64',
+    );
+    assert.equal(host.digest, multiIndex.digest);
+    assert.ok(host.index?.bytes.equals(bytes), 'the index as pushed');
+    const arm = await pullAndCompare(
+      client,
+      `${reg.host}/push/multi:multi`,
+      arm64,
+      join(work, 'push-multi-arm64'),
+      'linux/arm64',
+    );
+    assert.equal(arm.digest, multiIndex.digest);
+  });
+
+  it('refuses content unlike its descriptor and a manifest whose blobs are missing', async () => {
+    const r = ref('push/bad');
+    const layer = amd64.layers[2];
+    assert.ok(layer);
+    const desc = layoutBlob(layer.digest);
+    const content = readFileSync(layoutFile(layer.digest));
+    assert.ok(desc.size > 100_000);
+    const other = Buffer.from(content);
+    other[desc.size - 1] = (other[desc.size - 1] ?? 0) ^ 0xff;
+    // In pieces, so that all but the last reach the registry before the digest is known.
+    const pieces = (b: Buffer) => () =>
+      Readable.from([b.subarray(0, 50_000), b.subarray(50_000, 99_000), b.subarray(99_000)]);
+    await assert.rejects(
+      client.pushBlob(r, desc, pieces(other)),
+      isCode('IMAGE_INVALID', /does not match its digest/),
+    );
+    await assert.rejects(
+      client.pushBlob(r, desc, pieces(content.subarray(0, 99_000))),
+      isCode('IMAGE_INVALID', new RegExp(`ended after 99000 of ${desc.size} bytes`)),
+    );
+    // The right bytes with more behind them: still refused, and the registry never gets the
+    // last of the right ones, so it does not take the blob either.
+    await assert.rejects(
+      client.pushBlob(r, desc, pieces(Buffer.concat([content, Buffer.from('x')]))),
+      isCode('IMAGE_INVALID', /longer than/),
+    );
+    assert.equal(await client.blobExists(r, desc), false, 'nothing of it was taken');
+
+    // A source that fails is that failure, not the registry's; its session is cancelled.
+    const unreadable = ref('push/unreadable');
+    await assert.rejects(
+      client.pushBlob(unreadable, desc, () => createReadStream(join(work, 'no-such-file'))),
+      (e: unknown) => (e as { code?: string }).code === 'ENOENT',
+    );
+    await noSessionsLeft(reg, 'push/unreadable');
+
+    const manifest = readFileSync(layoutFile(amd64.manifestDigest));
+    await assert.rejects(
+      client.pushManifest(r, 'v1', manifest, OCI_MANIFEST),
+      isCode('IMAGE_INVALID', /refused manifest .*push\/bad:v1: MANIFEST_BLOB_UNKNOWN/),
+    );
+    await assert.rejects(
+      client.pushManifest(r, arm64.manifestDigest, manifest, OCI_MANIFEST),
+      isCode('IMAGE_INVALID', new RegExp(`has digest ${amd64.manifestDigest}`)),
+    );
+    await assert.rejects(
+      client.pushManifest(r, 'no/tag', manifest, OCI_MANIFEST),
+      isCode('INVALID_ARGUMENT'),
+    );
+    await assert.rejects(client.resolve(`${reg.host}/push/bad:v1`), isCode('MANIFEST_UNKNOWN'));
+  });
+
+  it('stops an upload on abort', async () => {
+    const r = ref('push/aborted');
+    const big = amd64.layers[0];
+    assert.ok(big);
+    const ac = new AbortController();
+    let last = 0;
+    await assert.rejects(
+      client.pushBlob(r, big, openLayout(big.digest), {
+        signal: ac.signal,
+        onProgress: (n) => {
+          last = n;
+          if (n > 1 << 20) ac.abort();
+        },
+      }),
+      { name: 'AbortError' },
+    );
+    assert.ok(last < big.size, `stopped at ${last} of ${big.size}`);
+    assert.equal(await client.blobExists(r, big), false);
+  });
+
+  it('starts the upload over in a new session when the connection is cut mid-blob', async () => {
+    const proxy = await CuttingProxy.start(reg.port, 1_500_000, 2, 'up');
+    const viaProxy = new RegistryClient({ retryDelayMs: 50 });
+    try {
+      const r = parseReference(`127.0.0.1:${proxy.port}/push/cut`);
+      const big = amd64.layers[0];
+      assert.ok(big);
+      const starts: number[] = [];
+      let last = 0;
+      const result = await viaProxy.pushBlob(r, big, openLayout(big.digest), {
+        onProgress: (n) => {
+          if (n === 0) starts.push(n);
+          last = n;
+        },
+      });
+      assert.equal(result, 'pushed');
+      assert.equal(proxy.cuts, 2, 'two connections were cut');
+      const posts = proxy.requests.filter((x) => x.startsWith('POST /v2/push/cut/blobs/uploads/'));
+      const puts = proxy.requests.filter((x) => x.startsWith('PUT /v2/push/cut/blobs/uploads/'));
+      assert.equal(posts.length, 3, `a session per attempt: ${proxy.requests.join(', ')}`);
+      assert.equal(puts.length, 3);
+      assert.equal(new Set(puts.map((x) => x.split('?')[0])).size, 3, 'three sessions');
+      assert.ok(puts.every((x) => x.includes(`digest=${encodeURIComponent(big.digest)}`)));
+      assert.ok(
+        puts.every((x) => /[?&]_state=/.test(x)),
+        'the _state of the Location is kept',
+      );
+      assert.equal(starts.length, 3, 'progress starts from 0 on each attempt');
+      assert.equal(last, big.size);
+      const dest = join(work, 'push-cut-blob');
+      await client.fetchBlob(ref('push/cut'), big, dest);
+      assert.ok(readFileSync(dest).equals(readFileSync(layoutFile(big.digest))));
+    } finally {
+      viaProxy.close();
+      await proxy.stop();
+    }
+  });
+});
+
 describe('docker-registry with htpasswd basic auth', () => {
   let reg: TestRegistry;
   before(async () => {
@@ -346,12 +665,61 @@ describe('docker-registry with htpasswd basic auth', () => {
       client.close();
     }
   });
+
+  it('pushes with the right credentials, and refuses wrong ones or none, naming the repository', async () => {
+    const anonymous = new RegistryClient();
+    const wrong = new RegistryClient({
+      credentials: () => ({ username: ALICE.username, password: 'wrong' }),
+    });
+    const client = new RegistryClient({ credentials: () => ALICE });
+    const r = parseReference(`${reg.host}/push/basic`);
+    const repo = escapeRe(`${reg.host}/push/basic`);
+    const host = escapeRe(reg.host);
+    const config = layoutBlob(amd64.configDigest);
+    const manifest = readFileSync(layoutFile(amd64.manifestDigest));
+    try {
+      await assert.rejects(
+        anonymous.pushBlob(r, config, openLayout(config.digest)),
+        isCode('REGISTRY_AUTH_FAILED', new RegExp(`${repo}.*berth login ${host}`)),
+      );
+      await assert.rejects(
+        wrong.pushBlob(r, config, openLayout(config.digest)),
+        isCode(
+          'REGISTRY_AUTH_FAILED',
+          new RegExp(`Registry ${host} denied "alice" push access to ${repo} \\(wrong credentials`),
+        ),
+      );
+      await assert.rejects(
+        wrong.pushManifest(r, 'v1', manifest, OCI_MANIFEST),
+        isCode('REGISTRY_AUTH_FAILED', new RegExp(`push access to ${repo}`)),
+      );
+      assert.deepEqual(await pushImage(client, r, amd64, 'v1'), [
+        'pushed',
+        'pushed',
+        'pushed',
+        'pushed',
+      ]);
+      await pullAndCompare(client, `${reg.host}/push/basic:v1`, amd64, join(work, 'push-basic'));
+      // Mounting needs nothing more from basic auth than the push itself.
+      const mounted = parseReference(`${reg.host}/push/basic-mounted`);
+      assert.deepEqual(await pushImage(client, mounted, amd64, 'v1', { mountFrom: 'push/basic' }), [
+        'mounted',
+        'mounted',
+        'mounted',
+        'mounted',
+      ]);
+    } finally {
+      anonymous.close();
+      wrong.close();
+      client.close();
+    }
+  });
 });
 
 describe('docker-registry with token auth', () => {
   let reg: TestRegistry;
   before(async () => {
-    reg = await TestRegistry.start({ token: { users: [ALICE] } });
+    reg = await TestRegistry.start({ token: { users: [ALICE, BOB] } });
     await pushAll(reg);
   });
   after(() => reg.stop());
@@ -395,6 +763,102 @@ describe('docker-registry with token auth', () => {
       client.close();
     }
   });
+
+  it('pushes with a pull,push token, mounts with one token for both repositories, refuses an account that may only pull', async () => {
+    const ts = reg.tokenServer;
+    assert.ok(ts);
+    const alice = new RegistryClient({ credentials: () => ALICE });
+    const bob = new RegistryClient({ credentials: () => BOB });
+    const wrong = new RegistryClient({
+      credentials: () => ({ username: ALICE.username, password: 'wrong' }),
+    });
+    const anonymous = new RegistryClient();
+    const host = escapeRe(reg.host);
+    const layer = arm64.layers[0];
+    assert.ok(layer);
+    const desc = layoutBlob(layer.digest);
+    try {
+      const r = parseReference(`${reg.host}/push/tok`);
+      let from = ts.scopes.length;
+      assert.deepEqual(await pushImage(alice, r, amd64, 'v1'), [
+        'pushed',
+        'pushed',
+        'pushed',
+        'pushed',
+      ]);
+      assert.deepEqual(
+        ts.scopes.slice(from),
+        [['repository:push/tok:pull,push']],
+        'one token for every HEAD, POST and PUT of the push',
+      );
+      await pullAndCompare(alice, `${reg.host}/push/tok:v1`, amd64, join(work, 'push-tok'));
+
+      from = ts.scopes.length;
+      const mounted = parseReference(`${reg.host}/push/tok-mounted`);
+      assert.deepEqual(await pushImage(alice, mounted, amd64, 'v1', { mountFrom: 'push/tok' }), [
+        'mounted',
+        'mounted',
+        'mounted',
+        'mounted',
+      ]);
+      assert.deepEqual(ts.scopes.slice(from), [
+        ['repository:push/tok-mounted:pull,push'],
+        ['repository:push/tok-mounted:pull,push', 'repository:push/tok:pull'],
+      ]);
+      await pullAndCompare(
+        alice,
+        `${reg.host}/push/tok-mounted:v1`,
+        amd64,
+        join(work, 'push-tok-mounted'),
+      );
+
+      // Bob may pull what alice pushed, and push nothing.
+      await pullAndCompare(bob, `${reg.host}/push/tok:v1`, amd64, join(work, 'push-tok-bob'));
+      const denied = parseReference(`${reg.host}/push/tok-denied`);
+      const repo = escapeRe(`${reg.host}/push/tok-denied`);
+      await assert.rejects(
+        bob.pushBlob(denied, desc, openLayout(desc.digest)),
+        isCode(
+          'REGISTRY_AUTH_FAILED',
+          new RegExp(
+            `Registry ${host} denied "bob" push access to ${repo} \\(the account may not push there\\)`,
+          ),
+        ),
+      );
+      await assert.rejects(
+        bob.pushManifest(
+          denied,
+          'v1',
+          readFileSync(layoutFile(arm64.manifestDigest)),
+          OCI_MANIFEST,
+        ),
+        isCode('REGISTRY_AUTH_FAILED', new RegExp(`"bob" push access to ${repo}`)),
+      );
+      await assert.rejects(
+        wrong.pushBlob(denied, desc, openLayout(desc.digest)),
+        isCode(
+          'REGISTRY_AUTH_FAILED',
+          new RegExp(
+            `Cannot push to ${repo}: .*token server refused the username or password of "alice"`,
+          ),
+        ),
+      );
+      await assert.rejects(
+        anonymous.pushBlob(denied, desc, openLayout(desc.digest)),
+        isCode(
+          'REGISTRY_AUTH_FAILED',
+          new RegExp(`Push access denied for ${repo}: .*berth login ${host}`),
+        ),
+      );
+      assert.equal(await alice.blobExists(denied, desc), false, 'no refused push left the blob');
+      assert.deepEqual(await uploadSessions(reg, 'push/tok-denied'), []);
+    } finally {
+      alice.close();
+      bob.close();
+      wrong.close();
+      anonymous.close();
+    }
+  });
 });
 
 describe('docker-registry over TLS with a test CA', () => {
@@ -431,57 +895,3 @@ describe('docker-registry over TLS with a test CA', () => {
     }
   });
 });
-
-// A TCP proxy that cuts the first `times` connections once each has carried `after`
-// bytes towards the client, and notes the Range headers it sees.
-class CuttingProxy {
-  port = 0;
-  readonly ranges: string[] = [];
-  cuts = 0;
-  private readonly server: Server;
-  private readonly sockets = new Set<Socket>();
-
-  private constructor(target: number, after: number, times: number) {
-    this.server = createServer((client) => {
-      const upstream = connect(target, '127.0.0.1');
-      this.sockets.add(client).add(upstream);
-      let down = 0;
-      const cutThis = this.cuts < times;
-      client.on('data', (b: Buffer) => {
-        for (const m of b.toString('latin1').matchAll(/^range: (\S+)\r$/gim)) {
-          this.ranges.push(m[1] ?? '');
-        }
-        upstream.write(b);
-      });
-      upstream.on('data', (b: Buffer) => {
-        down += b.length;
-        if (cutThis && down > after && this.cuts < times) {
-          this.cuts++;
-          client.destroy();
-          upstream.destroy();
-          return;
-        }
-        client.write(b);
-      });
-      const end = () => {
-        client.destroy();
-        upstream.destroy();
-      };
-      client.on('close', end).on('error', end);
-      upstream.on('close', end).on('error', end);
-    });
-  }
-
-  static async start(target: number, after: number, times: number): Promise<CuttingProxy> {
-    const p = new CuttingProxy(target, after, times);
-    await new Promise<void>((resolve) => p.server.listen(0, '127.0.0.1', resolve));
-    const addr = p.server.address();
-    p.port = typeof addr === 'object' && addr ? addr.port : 0;
-    return p;
-  }
-
-  async stop(): Promise<void> {
-    for (const s of this.sockets) s.destroy();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
-  }
-}
