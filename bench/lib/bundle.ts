@@ -10,7 +10,7 @@ import { hardNofile } from '../../src/util/proc.ts';
 
 export const BUSYBOX = '/bin/busybox';
 
-// What berthd's built-in image holds (src/images/rootfs.ts createBusybox): /bin/busybox and
+// What berthd's built-in image holds (src/images/busybox-image.ts): /bin/busybox and
 // one relative symlink per applet from `busybox --list-full`.
 export async function makeBusyboxRootfs(root: string, busybox = BUSYBOX): Promise<void> {
   for (const d of ['bin', 'sbin', 'usr/bin', 'usr/sbin', 'root', 'home', 'var/spool/mail']) {

@@ -15,6 +15,9 @@ import {
   type ExecService,
   type Filters,
   type ImageService,
+  type ImageTransfer,
+  type ImageArchives,
+  type RegistryLogin,
   type LogService,
   type StatsService,
   type VolumeService,
@@ -23,19 +26,23 @@ import {
 import type { WaitCondition } from '../types/api.ts';
 import { BerthError, invalid } from '../util/errors.ts';
 import { execFile } from '../util/exec.ts';
-import { containerInspect, containerSummary, imageSummary } from './views.ts';
+import { containerInspect, containerSummary } from './views.ts';
 import { errorReply, toBerthError } from './errors.ts';
 import { UpgradeRouter } from './upgrade.ts';
 import { truthy } from './query.ts';
 import { registerLogRoutes } from './logs.ts';
 import { registerEventRoutes } from './events.ts';
 import { registerVolumeRoutes } from './volumes.ts';
+import { imageSummary, registerImageRoutes } from './images.ts';
 import { registerNetworkRoutes } from './networks.ts';
 import { metricsRegistry, registerMetricsRoutes } from './metrics.ts';
 
 export interface ApiDeps {
   readonly containers: ContainerEngine;
   readonly images: ImageService;
+  readonly transfer: ImageTransfer;
+  readonly archives: ImageArchives;
+  readonly login: RegistryLogin;
   readonly exec: ExecService;
   readonly events: EventBus;
   readonly logs: LogService;
@@ -511,7 +518,7 @@ export function buildApi(deps: ApiDeps): {
 
   // ---- images ----
 
-  app.get('/v1/images', async () => images.list().map(imageSummary));
+  registerImageRoutes(app, deps);
 
   app.post(
     '/v1/images/import',
@@ -526,7 +533,7 @@ export function buildApi(deps: ApiDeps): {
         req.body as Readable,
         (req.query as { repo: string }).repo,
       );
-      return reply.code(201).send(imageSummary(img));
+      return reply.code(201).send(imageSummary(images, img));
     },
   );
 

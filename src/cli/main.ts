@@ -1,7 +1,7 @@
 // The `berth` command: Docker's verbs and flags where they mean the same thing. Data goes
 // to stdout, diagnostics to stderr; exit codes follow Docker (125 berth's own error, 126
 // cannot execute, 127 not found, otherwise the container's).
-import { createReadStream, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { BerthClient, DEFAULT_HOST } from '../client/index.ts';
 import type { ContainerSummary, CreateContainerRequest, ResourcesRequest } from '../types/api.ts';
@@ -23,6 +23,7 @@ import { parseTemplate } from './template.ts';
 import { addEventsCommand } from './events.ts';
 import { addVolumeCommands } from './volumes.ts';
 import { addNetworkCommands } from './networks.ts';
+import { addImageCommands, createPulling, parsePullPolicy } from './images.ts';
 
 const collect = (v: string, prev: string[]) => [...prev, v];
 
@@ -91,6 +92,8 @@ function parseLabels(values: string[]): Record<string, string> {
 
 interface CreateFlags extends LimitFlags, PolicyFlags, MountFlags, NetworkFlags {
   name?: string;
+  pull?: string;
+  platform?: string;
   env: string[];
   envFile: string[];
   workdir?: string;
@@ -111,6 +114,8 @@ interface CreateFlags extends LimitFlags, PolicyFlags, MountFlags, NetworkFlags 
 function addCreateOptions(c: Command): Command {
   return addNetworkOptions(addMountOptions(addPolicyOptions(c)))
     .option('--name <name>', 'assign a name to the container')
+    .option('--pull <policy>', 'pull the image: missing (default), always, never')
+    .option('--platform <os/arch[/variant]>', 'the platform to pull when pulling')
     .option('-e, --env <KEY=VALUE>', 'set an environment variable', collect, [])
     .option('--env-file <file>', 'read environment variables from a file', collect, [])
     .option('-w, --workdir <dir>', 'working directory inside the container')
@@ -287,7 +292,9 @@ export function buildProgram(
     .action(async (image: string, cmd: string[], f: CreateFlags & { detach?: boolean }) => {
       const api = client();
       const req = createRequest(image, cmd, f);
-      const { Id: id } = await api.createContainer(req);
+      const { Id: id } = await createPulling(api, image, parsePullPolicy(f.pull), f.platform, () =>
+        api.createContainer(req),
+      );
       if (f.detach) {
         await api.startContainer(id);
         out(`${id}\n`);
@@ -320,7 +327,11 @@ export function buildProgram(
     .argument('[command...]')
     .passThroughOptions()
     .action(async (image: string, cmd: string[], f: CreateFlags) => {
-      const { Id } = await client().createContainer(createRequest(image, cmd, f));
+      const api = client();
+      const req = createRequest(image, cmd, f);
+      const { Id } = await createPulling(api, image, parsePullPolicy(f.pull), f.platform, () =>
+        api.createContainer(req),
+      );
       out(`${Id}\n`);
     });
 
@@ -505,16 +516,44 @@ export function buildProgram(
 
   program
     .command('inspect')
-    .description('Show low-level information on containers')
+    .description('Show low-level information on containers or images')
     .option('-f, --format <template>', "Go template, as docker's")
     .option('-s, --size', 'add SizeRw and SizeRootFs')
-    .argument('<container...>')
-    .action(async (names: string[], f: { format?: string; size?: boolean }) => {
+    .option('--type <type>', 'container or image (default: a container, else an image)')
+    .argument('<name...>')
+    .action(async (names: string[], f: { format?: string; size?: boolean; type?: string }) => {
+      if (f.type !== undefined && f.type !== 'container' && f.type !== 'image') {
+        throw new BerthError(
+          'INVALID_ARGUMENT',
+          `Invalid type: "${f.type}" is not container or image`,
+          {
+            field: 'type',
+          },
+        );
+      }
       const items: unknown[] = [];
       let failed: unknown;
       for (const n of names) {
         try {
-          items.push(await client().inspectContainer(n, !!f.size));
+          // As docker: a name is tried as a container first, then as an image.
+          if (f.type === 'image') items.push(await client().inspectImage(n));
+          else {
+            try {
+              items.push(await client().inspectContainer(n, !!f.size));
+            } catch (e) {
+              if (
+                f.type === 'container' ||
+                !(e instanceof BerthError) ||
+                e.code !== 'CONTAINER_NOT_FOUND'
+              )
+                throw e;
+              try {
+                items.push(await client().inspectImage(n));
+              } catch {
+                throw new BerthError('CONTAINER_NOT_FOUND', `No such object: ${n}`);
+              }
+            }
+          }
         } catch (e) {
           failed = e;
           process.stderr.write(`Error: ${errorMessage(e)}\n`);
@@ -680,59 +719,6 @@ export function buildProgram(
       out(table([r.Titles, ...r.Processes]));
     });
 
-  // ---- images ----
-
-  program
-    .command('images')
-    .description('List images')
-    .option('-q, --quiet', 'only ids')
-    .option('--format <format>', 'table, json, or a Go template')
-    .action(async (f: { quiet?: boolean; format?: string }) => {
-      const list = await client().listImages();
-      if (f.quiet) {
-        out(list.map((i) => String(i['Id']).replace('sha256:', '').slice(0, 12) + '\n').join(''));
-        return;
-      }
-      const rows = list.map((i) => ({
-        Repository: i['Repository'],
-        Tag: i['Tag'],
-        ID: String(i['Id']).replace('sha256:', '').slice(0, 12),
-        CreatedSince: ago(Number(i['Created'])),
-        Size: humanSize(Number(i['Size'])),
-      }));
-      out(
-        formatItems(rows, f.format ?? '', () =>
-          table([
-            ['REPOSITORY', 'TAG', 'IMAGE ID', 'CREATED', 'SIZE'],
-            ...rows.map((r) => [String(r.Repository), String(r.Tag), r.ID, r.CreatedSince, r.Size]),
-          ]),
-        ),
-      );
-    });
-
-  program
-    .command('import')
-    .description('Import a root filesystem tarball as an image')
-    .argument('<file>', 'tar file, or - for stdin')
-    .argument('<name[:tag]>')
-    .action(async (file: string, ref: string) => {
-      const stream = file === '-' ? process.stdin : createReadStream(file);
-      const opened = new Promise<void>((resolve, reject) => {
-        if (file === '-') resolve();
-        stream.once('open', () => resolve());
-        stream.once('error', (e: NodeJS.ErrnoException) =>
-          reject(
-            new BerthError('INVALID_ARGUMENT', `Invalid file: ${file}: ${e.code ?? e.message}`, {
-              field: 'file',
-            }),
-          ),
-        );
-      });
-      await opened;
-      const img = await client().importImage(stream, ref);
-      out(`${String(img['Id'])}\n`);
-    });
-
   program
     .command('version')
     .description('Show the client and daemon versions')
@@ -746,6 +732,7 @@ export function buildProgram(
   addEventsCommand(program, client, out);
   addVolumeCommands(program, client, out, (code) => new ExitError(code));
   addNetworkCommands(program, client, out, (code) => new ExitError(code));
+  addImageCommands(program, client, out, (code) => new ExitError(code));
 
   program
     .command('logs')

@@ -30,6 +30,119 @@ export interface WaitResult {
   Error: { Message: string } | null;
 }
 
+// Docker's jsonmessage, the lines of a pull, push or load stream.
+export interface JsonMessage {
+  id?: string;
+  status?: string;
+  progressDetail?: { current?: number; total?: number };
+  // Docker's preformatted progress text (deprecated there).
+  progress?: string;
+  // Build-style output, printed as it is.
+  stream?: string;
+  error?: string;
+  errorDetail?: { code?: string | number; message: string };
+  aux?: unknown;
+}
+
+// One row of GET /v1/images: one per tag, `<none>` repository and tag when untagged.
+export interface ImageSummary {
+  Id: string;
+  RepoTags: string[] | null;
+  RepoDigests: string[] | null;
+  Created: number;
+  Size: number;
+  Labels: Record<string, string> | null;
+  Repository: string;
+  Tag: string;
+  Digest?: string;
+  Containers?: number;
+}
+
+// GET /v1/images/{name}/json, docker's shape (the fields berth fills; more may come).
+export interface ImageInspect {
+  Id: string;
+  RepoTags: string[];
+  RepoDigests: string[];
+  Created: string;
+  Size: number;
+  Architecture: string;
+  Os: string;
+  Variant?: string;
+  Config: Record<string, unknown>;
+  RootFS: { Type: string; Layers: string[] };
+  [field: string]: unknown;
+}
+
+// One line of `rmi`'s and prune's answers: either field.
+export interface ImageDeleteItem {
+  Untagged?: string;
+  Deleted?: string;
+}
+
+export interface ImageHistoryItem {
+  Id: string;
+  Created: number;
+  CreatedBy: string;
+  Tags: string[] | null;
+  Size: number;
+  Comment: string;
+}
+
+export interface ImagePruneResponse {
+  ImagesDeleted: ImageDeleteItem[] | null;
+  SpaceReclaimed: number;
+}
+
+export interface LoginRequest {
+  serveraddress?: string;
+  username: string;
+  password: string;
+}
+
+export interface AuthResponse {
+  Status: string;
+}
+
+// The parsed lines of an ndjson body. The connection dropping before the body ends (berthd
+// stopped mid-pull) is DAEMON_UNAVAILABLE, not a silent end.
+async function* jsonLines<T>(res: IncomingMessage): AsyncGenerator<T> {
+  const parse = (line: string): T => {
+    try {
+      return JSON.parse(line) as T;
+    } catch {
+      throw new BerthError('INTERNAL', `Malformed stream line from berthd: ${line.slice(0, 200)}`);
+    }
+  };
+  res.setEncoding('utf8');
+  const it = res[Symbol.asyncIterator]() as AsyncIterator<string>;
+  let buf = '';
+  try {
+    for (;;) {
+      let r: IteratorResult<string>;
+      try {
+        r = await it.next();
+      } catch (e) {
+        throw new BerthError(
+          'DAEMON_UNAVAILABLE',
+          `Connection to berthd lost: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+        );
+      }
+      if (r.done) break;
+      buf += r.value;
+      let i: number;
+      while ((i = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, i).trim();
+        buf = buf.slice(i + 1);
+        if (line) yield parse(line);
+      }
+    }
+    if (buf.trim()) yield parse(buf.trim());
+  } finally {
+    // A consumer that stops early (at an error line) closes the response.
+    if (!res.complete) res.destroy();
+  }
+}
+
 export const DEFAULT_HOST = 'unix:///run/berth/berth.sock';
 
 export function socketPathOf(host: string): string {
@@ -115,10 +228,16 @@ export class BerthClient {
     return { status, data: (isJson && text ? JSON.parse(text) : text) as T };
   }
 
-  // Starts a request whose response body streams (wait, events): resolves when the
-  // headers arrive, which for wait means the daemon has registered the waiter.
-  async stream(method: string, path: string, query?: Query): Promise<IncomingMessage> {
-    const res = await this.raw(method, withQuery(path, query));
+  // Starts a request whose response body streams (wait, events, pull): resolves when the
+  // headers arrive, which for wait means the daemon has registered the waiter. An error
+  // status rejects with the daemon's error, read from the body.
+  async stream(
+    method: string,
+    path: string,
+    query?: Query,
+    opts: { body?: unknown; stream?: Readable; contentType?: string } = {},
+  ): Promise<IncomingMessage> {
+    const res = await this.raw(method, withQuery(path, query), opts);
     if ((res.statusCode ?? 0) >= 400) {
       const chunks: Buffer[] = [];
       for await (const c of res) chunks.push(c as Buffer);
@@ -260,8 +379,76 @@ export class BerthClient {
       () => undefined,
     );
   }
-  listImages(): Promise<Record<string, unknown>[]> {
-    return this.call<Record<string, unknown>[]>('GET', '/v1/images').then((r) => r.data);
+  // ---- images ----
+
+  // The stream of a pull: resolves once berthd has accepted the request (a bad reference
+  // rejects here), then yields its jsonmessage lines; a failure during the pull is an
+  // `error` line, not a rejection.
+  async pullImage(image: string, platform?: string): Promise<AsyncGenerator<JsonMessage>> {
+    const body: { image: string; platform?: string } = { image };
+    if (platform !== undefined) body.platform = platform;
+    return jsonLines<JsonMessage>(
+      await this.stream('POST', '/v1/images/pull', undefined, { body }),
+    );
+  }
+  async pushImage(image: string): Promise<AsyncGenerator<JsonMessage>> {
+    return jsonLines<JsonMessage>(
+      await this.stream('POST', '/v1/images/push', undefined, { body: { image } }),
+    );
+  }
+  // Sends an image archive (docker save's format, or an OCI layout tar).
+  async loadImage(tar: Readable): Promise<AsyncGenerator<JsonMessage>> {
+    return jsonLines<JsonMessage>(
+      await this.stream('POST', '/v1/images/load', undefined, {
+        stream: tar,
+        contentType: 'application/x-tar',
+      }),
+    );
+  }
+  // The archive of the images, as a byte stream; unknown names reject before it starts.
+  saveImages(names: readonly string[]): Promise<IncomingMessage> {
+    const q = new URLSearchParams();
+    for (const n of names) q.append('names', n);
+    return this.stream('GET', `/v1/images/save?${q.toString()}`);
+  }
+  listImages(opts: { all?: boolean; digests?: boolean } = {}): Promise<ImageSummary[]> {
+    return this.call<ImageSummary[]>('GET', '/v1/images', {
+      query: { all: opts.all || undefined, digests: opts.digests || undefined },
+    }).then((r) => r.data);
+  }
+  inspectImage(name: string): Promise<ImageInspect> {
+    return this.call<ImageInspect>('GET', `/v1/images/${encodeURIComponent(name)}/json`).then(
+      (r) => r.data,
+    );
+  }
+  removeImage(name: string, force: boolean): Promise<ImageDeleteItem[]> {
+    return this.call<ImageDeleteItem[]>('DELETE', `/v1/images/${encodeURIComponent(name)}`, {
+      query: { force: force || undefined },
+    }).then((r) => r.data);
+  }
+  tagImage(source: string, repo: string, tag: string): Promise<void> {
+    return this.call('POST', `/v1/images/${encodeURIComponent(source)}/tag`, {
+      query: { repo, tag },
+    }).then(() => undefined);
+  }
+  imageHistory(name: string): Promise<ImageHistoryItem[]> {
+    return this.call<ImageHistoryItem[]>(
+      'GET',
+      `/v1/images/${encodeURIComponent(name)}/history`,
+    ).then((r) => r.data);
+  }
+  pruneImages(all: boolean): Promise<ImagePruneResponse> {
+    return this.call<ImagePruneResponse>('POST', '/v1/images/prune', {
+      query: { all: all || undefined },
+    }).then((r) => r.data);
+  }
+  login(body: LoginRequest): Promise<AuthResponse> {
+    return this.call<AuthResponse>('POST', '/v1/auth', { body }).then((r) => r.data);
+  }
+  logout(serveraddress?: string): Promise<AuthResponse> {
+    return this.call<AuthResponse>('POST', '/v1/auth/logout', {
+      body: serveraddress === undefined ? {} : { serveraddress },
+    }).then((r) => r.data);
   }
   importImage(stream: Readable, repo: string): Promise<Record<string, unknown>> {
     return this.call<Record<string, unknown>>('POST', '/v1/images/import', {

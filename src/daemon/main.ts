@@ -15,6 +15,9 @@ import {
   EventBus,
   ExecService,
   ImageService,
+  ImageTransfer,
+  ImageArchives,
+  RegistryLogin,
   StatsService,
   VolumeService,
   NetworkService,
@@ -25,8 +28,9 @@ import {
   parseSize,
 } from '../engine/index.ts';
 import { parseDurationMs } from '../util/time.ts';
-import { ImageFiles } from '../images/rootfs.ts';
 import { HostAddress } from '../network/host-address.ts';
+import { CredentialStore } from '../images/credentials.ts';
+import { RegistryClient } from '../images/registry.ts';
 import { Runc } from '../runtime/runc.ts';
 import { Store } from '../store/index.ts';
 import { BerthError, errorMessage } from '../util/errors.ts';
@@ -60,6 +64,8 @@ export interface DaemonOptions {
   advertiseIp?: string;
   portRange: string;
   bridgeName: string;
+  insecureRegistry: string[];
+  registryCertsDir: string;
 }
 
 export function daemonCommand(): Command {
@@ -112,6 +118,17 @@ export function daemonCommand(): Command {
       '--bridge-name <ifname>',
       'Linux bridge of the default network (give berthds that share a host each their own)',
       'berth0',
+    )
+    .option(
+      '--insecure-registry <host[:port]|cidr>',
+      'registry reached over plain HTTP or unverified TLS (loopback always is)',
+      (v: string, p: string[]) => [...p, v],
+      [],
+    )
+    .option(
+      '--registry-certs-dir <dir>',
+      "extra CAs and client certificates per registry, in docker's certs.d layout",
+      '/etc/berth/certs.d',
     )
     .action(async (o: Omit<DaemonOptions, 'socket'> & { socket?: string }) => {
       const runRoot = resolve(o.runRoot);
@@ -192,7 +209,18 @@ export async function runDaemon(o: DaemonOptions): Promise<void> {
   const events = new EventBus(store);
   const cgroups = new Cgroups();
   const runc = new Runc({ binary: o.runc, root: join(o.runRoot, 'runc') });
-  const images = new ImageService(store, new ImageFiles(join(o.root, 'images')), events);
+  const images = new ImageService(store, join(o.root, 'images'), events);
+  await images.init();
+  const credentials = new CredentialStore(o.root);
+  const registryClient = new RegistryClient({
+    credentials: credentials.lookup(),
+    insecureRegistries: o.insecureRegistry,
+    certsDir: o.registryCertsDir,
+    userAgent: `berth/${process.env['npm_package_version'] ?? '0.1.0'}`,
+  });
+  const transfer = new ImageTransfer(images, registryClient, events);
+  const archives = new ImageArchives(images, events);
+  const login = new RegistryLogin(credentials, registryClient);
   const logs = new LogService(
     join(o.root, 'logs'),
     { defaults: logDefaults, hostCapBytes, removedRetentionMs },
@@ -250,6 +278,12 @@ export async function runDaemon(o: DaemonOptions): Promise<void> {
       .filter((c) => c.config.mounts?.some((m) => m.type === 'volume' && m.source === name))
       .map((c) => c.id),
   );
+  images.setUsedBy((id) =>
+    containers
+      .list()
+      .filter((c) => c.config.imageId === id)
+      .map((c) => c.id),
+  );
   await images.seedBusybox(o.busybox);
   const t0 = performance.now();
   const rec = await containers.reconcile();
@@ -259,6 +293,9 @@ export async function runDaemon(o: DaemonOptions): Promise<void> {
   const { app, upgrades, registry } = buildApi({
     containers,
     images,
+    transfer,
+    archives,
+    login,
     exec,
     events,
     logs,

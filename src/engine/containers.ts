@@ -30,6 +30,10 @@ import {
   unmountWritable,
   writablePaths,
   writableUsage,
+  mountpointRootPaths,
+  needsMountpoints,
+  prepareMountpointRoot,
+  type MountpointRoot,
   type WritablePaths,
 } from '../runtime/writable-root.ts';
 import type { Store } from '../store/index.ts';
@@ -199,6 +203,10 @@ export class ContainerEngine {
     );
   }
 
+  private mountpointRoot(id: string): MountpointRoot {
+    return mountpointRootPaths(join(this.opts.runRoot, 'mnt', id));
+  }
+
   private cgroupsPath(id: string): string {
     return `/${this.opts.cgroupParent}/${id}`;
   }
@@ -297,7 +305,7 @@ export class ContainerEngine {
       );
     const healthcheck = checkHealthcheck(req.healthcheck, image.config.healthcheck);
     const user = req.user ?? image.config.user;
-    await resolveUser(this.images.rootfs(image.id), user); // fail at create, not at start
+    await resolveUser(await this.images.root(image.id), user); // fail at create, not at start
 
     const id = newId();
     const config: ContainerConfig = {
@@ -458,7 +466,8 @@ export class ContainerEngine {
       for (const m of c.config.mounts ?? [])
         if (m.type === 'volume') await this.volumes?.prepare(m.source);
       const net = await this.network.connect(c, (x) => this.get(x));
-      const bundle = await this.writeBundle(c, net);
+      const { dir: bundle, mountpointRoot } = await this.writeBundle(c, net);
+      const imageRoot = await this.images.root(c.config.imageId);
       await this.logs.prepare(id, c.name, c.config);
       const started = await launchMonitor({
         binary: this.opts.monitorBinary,
@@ -480,14 +489,16 @@ export class ContainerEngine {
         ...(c.config.writable
           ? {
               overlay: {
-                lower: this.images.rootfs(c.config.imageId),
+                lower: imageRoot,
                 upper: this.writable(id).upper,
                 work: this.writable(id).work,
                 merged: this.writable(id).merged,
                 reset: c.config.writable.ephemeral,
               },
             }
-          : {}),
+          : mountpointRoot
+            ? { overlay: { lower: imageRoot, ...mountpointRoot, reset: true } }
+            : {}),
       });
       conn = await MonitorConnection.connect(stateDir);
       const startedAt = new Date();
@@ -548,11 +559,14 @@ export class ContainerEngine {
     }
   }
 
-  private async writeBundle(c: ContainerRecord, net: NetInfo): Promise<string> {
+  private async writeBundle(
+    c: ContainerRecord,
+    net: NetInfo,
+  ): Promise<{ dir: string; mountpointRoot: MountpointRoot | undefined }> {
     const dir = this.stateDir(c.id);
     await rm(dir, { recursive: true, force: true });
     await mkdir(dir, { recursive: true, mode: 0o700 });
-    const rootfs = this.images.rootfs(c.config.imageId);
+    const rootfs = await this.images.root(c.config.imageId);
     const user = await resolveUser(rootfs, c.config.user);
     const mounts = c.config.mounts ?? [];
     const memory = c.config.resources?.memory;
@@ -619,8 +633,14 @@ export class ContainerEngine {
       consoleSize: c.config.consoleSize,
       resources: c.config.resources,
     });
+    let mountpointRoot: MountpointRoot | undefined;
+    if (!c.config.writable && (await needsMountpoints(rootfs, spec.mounts))) {
+      mountpointRoot = this.mountpointRoot(c.id);
+      await prepareMountpointRoot(mountpointRoot);
+      spec.root.path = mountpointRoot.merged;
+    }
     await writeFile(join(dir, 'config.json'), JSON.stringify(spec));
-    return dir;
+    return { dir, mountpointRoot };
   }
 
   private async rewriteBundleResources(id: string, linux: Record<string, unknown>): Promise<void> {
@@ -1378,7 +1398,7 @@ export class ContainerEngine {
     timeoutMs: number,
   ): Promise<{ exitCode: number; output: string }> {
     const c = this.get(id);
-    const user = await resolveUser(this.images.rootfs(c.config.imageId), c.config.user);
+    const user = await resolveUser(await this.images.root(c.config.imageId), c.config.user);
     const proc = buildProcess({
       args: [...argv],
       env: mergeEnv(

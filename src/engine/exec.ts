@@ -97,7 +97,7 @@ export class ExecService {
     const c = this.containers.resolve(s.containerId);
     assertCan('exec', c.state, c.name);
     const user = await resolveUser(
-      this.images.rootfs(c.config.imageId),
+      await this.images.root(c.config.imageId),
       s.req.user ?? c.config.user,
     );
     const env = mergeEnv(

@@ -1,6 +1,9 @@
 export { ContainerEngine, DEFAULT_TMPFS, type ContainerEngineOptions } from './containers.ts';
 export { ExecService, type ExecSession } from './exec.ts';
-export { ImageService } from './images.ts';
+export { ImageService, type ProgressMessage } from './images.ts';
+export { ImageTransfer } from './image-transfer.ts';
+export { ImageArchives } from './image-archives.ts';
+export { RegistryLogin, checkPullReference } from './registry-login.ts';
 export { EventBus } from './events.ts';
 export {
   matchFilters,

@@ -3,7 +3,7 @@
 // holding the overlay's upper and work directories. The monitor mounts the overlay itself
 // before each run (it restarts containers when berthd is down).
 import { existsSync } from 'node:fs';
-import { mkdir, statfs } from 'node:fs/promises';
+import { lstat, mkdir, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BerthError } from '../util/errors.ts';
 import { makeExt4Image, mountAt, mountLoop, readMounts, unmount } from './loopfs.ts';
@@ -53,4 +53,44 @@ export async function writableUsage(p: WritablePaths): Promise<number | undefine
   if (!mountAt(await readMounts(), p.fs)) return undefined;
   const s = await statfs(p.fs);
   return (s.blocks - s.bfree) * s.bsize;
+}
+
+// A read-only root that needs mount points the image lacks (a bind or tmpfs at a new
+// path): runc makes them in a throwaway upper layer over the shared image root, then
+// remounts the root read-only, so nothing is ever written to the image and the container
+// still cannot write to its root. The monitor mounts it with a reset before each run.
+export interface MountpointRoot {
+  readonly upper: string;
+  readonly work: string;
+  readonly merged: string;
+}
+
+export function mountpointRootPaths(mntDir: string): MountpointRoot {
+  return {
+    upper: join(mntDir, 'mp-upper'),
+    work: join(mntDir, 'mp-work'),
+    merged: join(mntDir, 'rootfs'),
+  };
+}
+
+export async function prepareMountpointRoot(p: MountpointRoot): Promise<void> {
+  for (const d of [p.upper, p.work]) await mkdir(d, { recursive: true, mode: 0o700 });
+  await mkdir(p.merged, { recursive: true, mode: 0o755 });
+}
+
+// Whether runc would have to create a mount point in the root: a destination missing from
+// it and not inside an earlier mount (runc makes those inside that mount).
+export async function needsMountpoints(
+  rootfs: string,
+  mounts: readonly { readonly destination: string }[],
+): Promise<boolean> {
+  const done: string[] = [];
+  for (const m of mounts) {
+    const dest = m.destination.replace(/\/+$/, '');
+    const inside = done.some((d) => dest.startsWith(`${d}/`));
+    done.push(dest);
+    if (inside) continue;
+    if (!(await lstat(join(rootfs, dest)).catch(() => undefined))) return true;
+  }
+  return false;
 }

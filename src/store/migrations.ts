@@ -98,4 +98,31 @@ export const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX network_attachments_network ON network_attachments (network_id);
   `,
+  // Layered images: each layer unpacked once (layers, by diff id) and shared by every
+  // image that lists it (image_layers); meta holds the manifest and blob descriptors
+  // (empty for an image from before, whose root is one flat directory).
+  `
+  ALTER TABLE images ADD COLUMN meta TEXT NOT NULL DEFAULT '';
+  CREATE TABLE layers (
+    n INTEGER PRIMARY KEY AUTOINCREMENT,
+    diff_id TEXT NOT NULL UNIQUE,
+    size INTEGER NOT NULL,
+    created_at TEXT NOT NULL
+  );
+  CREATE TABLE image_layers (
+    image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+    position INTEGER NOT NULL,
+    layer_n INTEGER NOT NULL REFERENCES layers(n),
+    PRIMARY KEY (image_id, position)
+  );
+  CREATE INDEX image_layers_layer ON image_layers (layer_n);
+  CREATE TABLE image_digests (
+    repo TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+    PRIMARY KEY (repo, digest)
+  );
+  CREATE INDEX image_digests_image ON image_digests (image_id);
+  CREATE INDEX image_tags_image ON image_tags (image_id);
+  `,
 ];

@@ -179,13 +179,33 @@ export interface ImageConfig {
   readonly exposedPorts?: readonly string[];
 }
 
+export interface ImageBlob {
+  readonly digest: string;
+  readonly size: number;
+  readonly mediaType: string;
+}
+
+// Where a layered image's bytes are: its manifest, config and layer blobs in the content
+// store, and each layer's diff id (what its unpacked directory is known by).
+export interface ImageMeta {
+  readonly manifest: ImageBlob;
+  readonly layers: readonly (ImageBlob & { readonly diffId: string })[];
+  readonly os: string;
+  readonly architecture: string;
+  readonly variant?: string;
+}
+
 export interface ImageRecord {
+  // The hex of the config's digest, as docker's image ids are.
   readonly id: string;
   readonly repo: string;
   readonly tag: string;
   readonly createdAt: string;
+  // Bytes of its layers unpacked.
   readonly size: number;
   readonly config: ImageConfig;
+  // Undefined for an image made before layered images, whose root is one directory.
+  readonly meta?: ImageMeta;
 }
 
 export interface EventRecord {

@@ -36,6 +36,11 @@ export const ERROR_CODES = {
     class: 'InvalidArgument',
     doc: 'An image archive or root filesystem could not be used',
   },
+  IMAGE_IN_USE: {
+    class: 'Conflict',
+    doc: 'A container uses the image, or an id names an image with several tags; the message says which (force untags)',
+  },
+  IMAGE_AMBIGUOUS: { class: 'InvalidArgument', doc: 'An id prefix matches more than one image' },
   COMMAND_NOT_FOUND: {
     class: 'FailedPrecondition',
     doc: 'The command to run does not exist in the container (exit 127)',

@@ -14,6 +14,7 @@ export interface ExecOptions {
   readonly allowFailure?: boolean;
   readonly timeoutMs?: number;
   readonly env?: NodeJS.ProcessEnv;
+  readonly cwd?: string;
 }
 
 const STDERR_TAIL = 2000;
@@ -25,6 +26,7 @@ export function execFile(argv: readonly string[], opts: ExecOptions = {}): Promi
     const child = spawn(file, args, {
       stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
       env: opts.env ?? process.env,
+      ...(opts.cwd === undefined ? {} : { cwd: opts.cwd }),
       timeout: opts.timeoutMs,
     });
     const out: Buffer[] = [];

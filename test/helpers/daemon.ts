@@ -178,6 +178,11 @@ export class TestDaemon {
     const leaks = this.leaks();
     // Whatever the test did, never leave containers behind on the machine.
     if (leaks.length > 0) await this.forceCleanup();
+    // Image roots stay mounted after berthd by design (they are shared, and outlive it as
+    // containers do): the test root goes, so they go.
+    for (const m of this.mountsUnder().filter((p) => IMAGE_ROOT.test(p))) {
+      await runCommand('/usr/bin/umount', [m]);
+    }
     // The default network's bridge and its forwarding rule outlive berthd (as docker0
     // does): the test made them.
     await runCommand('/usr/sbin/ip', ['link', 'delete', this.bridge]);
@@ -204,7 +209,7 @@ export class TestDaemon {
     for (const id of ids ?? []) out.push(...cgroupLeaks(id));
     for (const id of ids ?? [])
       if (existsSync(`/run/netns/berth-${id.slice(0, 12)}`)) out.push(`netns of ${id}`);
-    if (readFileSync('/proc/mounts', 'utf8').includes(this.dir)) out.push('mount under test root');
+    for (const m of this.mountsUnder()) if (!IMAGE_ROOT.test(m)) out.push(`mount ${m}`);
     return out;
   }
 
@@ -223,14 +228,21 @@ export class TestDaemon {
       }
     }
     // Volumes, writable roots: deepest first, and never rm -rf through a mount point.
-    const mounts = readFileSync('/proc/self/mountinfo', 'utf8')
+    for (const m of this.mountsUnder()) await runCommand('/usr/bin/umount', [m]);
+  }
+
+  // Mount points under the test root, deepest first.
+  mountsUnder(): string[] {
+    return readFileSync('/proc/self/mountinfo', 'utf8')
       .split('\n')
       .map((l) => l.split(' ')[4] ?? '')
       .filter((m) => m.startsWith(`${this.dir}/`))
       .sort((a, b) => b.length - a.length);
-    for (const m of mounts) await runCommand('/usr/bin/umount', [m]);
   }
 }
+
+// An image's shared read-only root (images/image-root.ts).
+const IMAGE_ROOT = /\/images\/[0-9a-f]{64}\/rootfs$/;
 
 export function monitorPids(marker: string): number[] {
   const pids: number[] = [];

@@ -2,7 +2,7 @@
 // up, reset after a stable run, restarts while berthd is down, operator stops, and
 // Docker's rules when berthd starts.
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -31,11 +31,11 @@ interface Inspect {
 
 const t = (e: JournalEvent) => Date.parse(e.time);
 
-// The container reads this file from the image (the host writes it), so a test can change
-// what the next run does: state that survives a restart, which a container's own tmpfs
-// does not.
-function modeFile(d: TestDaemon, c: Inspect): string {
-  return join(d.root, 'images', c.Image.replace(/^sha256:/, ''), 'rootfs', 'berth-test-mode');
+// The container reads this file through a read-only bind (the host writes it), so a test
+// can change what the next run does: state that survives a restart, which a container's
+// own tmpfs does not.
+function modeDir(): string {
+  return mkdtempSync('/tmp/bt-mode-');
 }
 
 describe('restart policies', () => {
@@ -96,7 +96,10 @@ describe('restart policies', () => {
   });
 
   it('resets the backoff after a run that lasted the reset time', async () => {
+    const dir = modeDir();
     const id = await d.runDetached([
+      '-v',
+      `${dir}:/mode:ro`,
       '--restart',
       'always',
       '--restart-delay',
@@ -106,9 +109,9 @@ describe('restart policies', () => {
       'busybox',
       'sh',
       '-c',
-      'if [ "$(cat /berth-test-mode 2>/dev/null)" = stable ]; then sleep 1.5; fi; exit 1',
+      'if [ "$(cat /mode/state 2>/dev/null)" = stable ]; then sleep 1.5; fi; exit 1',
     ]);
-    const mode = modeFile(d, await d.inspect<Inspect>(id));
+    const mode = join(dir, 'state');
     try {
       await waitForValue('three quick restarts', async () => {
         const e = await d.journal(id);
@@ -133,9 +136,9 @@ describe('restart policies', () => {
         .find((x) => x.action === 'restart-scheduled') as JournalEvent;
       assert.equal(next.attributes['delayMs'], '100', 'reset after the stable run');
     } finally {
-      rmSync(mode, { force: true });
+      await d.berthOk(['rm', '-f', id]);
+      rmSync(dir, { recursive: true, force: true });
     }
-    await d.berthOk(['rm', '-f', id]);
     assert.deepEqual(d.leaks([id]), []);
   });
 

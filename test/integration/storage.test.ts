@@ -8,11 +8,12 @@ import { runCommand, TestDaemon } from '../helpers/daemon.ts';
 
 const MIB = 1024 * 1024;
 
+// A container's mounts under dir; images' shared roots stay mounted by design.
 function mountsUnder(dir: string): string[] {
   return readFileSync('/proc/self/mountinfo', 'utf8')
     .split('\n')
     .map((l) => l.split(' ')[4] ?? '')
-    .filter((m) => m.startsWith(dir));
+    .filter((m) => m.startsWith(dir) && !/\/images\/[0-9a-f]{64}\/rootfs$/.test(m));
 }
 
 function loopsFor(dir: string): Promise<string> {

@@ -1,0 +1,331 @@
+// Images over the API, in docker's shapes. Pull, push and load answer with a stream of
+// docker's progress messages (one JSON object a line); a request that is wrong from the
+// start (a bad name, an unknown image) gets a plain error before any stream.
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { ServerResponse } from 'node:http';
+import type { Readable } from 'node:stream';
+import { Type, type Static } from '@sinclair/typebox';
+import {
+  checkPullReference,
+  type ImageArchives,
+  type ImageService,
+  type ImageTransfer,
+  type ProgressMessage,
+  type RegistryLogin,
+} from '../engine/index.ts';
+import type { ImageRecord } from '../types/domain.ts';
+import { invalid } from '../util/errors.ts';
+import { toBerthError } from './errors.ts';
+import { truthy } from './query.ts';
+
+export interface ImageDeps {
+  readonly images: ImageService;
+  readonly transfer: ImageTransfer;
+  readonly archives: ImageArchives;
+  readonly login: RegistryLogin;
+}
+
+const NAME = Type.String({ minLength: 1, maxLength: 1024 });
+const PullBody = Type.Object(
+  { image: NAME, platform: Type.Optional(Type.String({ maxLength: 256 })) },
+  { additionalProperties: false },
+);
+const PushBody = Type.Object({ image: NAME }, { additionalProperties: false });
+const AuthBody = Type.Object(
+  {
+    serveraddress: Type.Optional(Type.String({ maxLength: 1024 })),
+    username: Type.String({ maxLength: 1024 }),
+    password: Type.String({ maxLength: 65536 }),
+  },
+  { additionalProperties: false },
+);
+const LogoutBody = Type.Object(
+  { serveraddress: Type.Optional(Type.String({ maxLength: 1024 })) },
+  { additionalProperties: false },
+);
+const NameParams = Type.Object({ name: NAME });
+type NameReq = FastifyRequest<{ Params: Static<typeof NameParams> }>;
+
+const hexId = (id: string): string => `sha256:${id}`;
+
+export function imageSummary(images: ImageService, i: ImageRecord): Record<string, unknown> {
+  const digests = images.digestsOf(i.id);
+  const repoDigest = digests.find((d) => d.startsWith(`${i.repo}@`));
+  return {
+    Id: hexId(i.id),
+    ParentId: '',
+    RepoTags: i.repo === '<none>' ? [] : [`${i.repo}:${i.tag}`],
+    RepoDigests: digests,
+    Repository: i.repo,
+    Tag: i.tag,
+    Digest: repoDigest ? repoDigest.slice(repoDigest.indexOf('@') + 1) : '<none>',
+    Created: Math.floor(Date.parse(i.createdAt) / 1000),
+    Size: i.size,
+    SharedSize: -1,
+    Containers: -1,
+    Labels: { ...i.config.labels },
+  };
+}
+
+async function imageInspect(
+  images: ImageService,
+  i: ImageRecord,
+): Promise<Record<string, unknown>> {
+  const oci = i.meta ? await images.readConfig(hexId(i.id)) : undefined;
+  const c = i.config;
+  const health = c.healthcheck;
+  const config = {
+    User: c.user,
+    Env: [...c.env],
+    Cmd: c.cmd.length > 0 ? [...c.cmd] : null,
+    Entrypoint: c.entrypoint.length > 0 ? [...c.entrypoint] : null,
+    WorkingDir: c.workdir === '/' ? '' : c.workdir,
+    Labels: { ...c.labels },
+    StopSignal: c.stopSignal,
+    ExposedPorts: Object.fromEntries((c.exposedPorts ?? []).map((p) => [p, {}])),
+    ...(health
+      ? {
+          Healthcheck: {
+            Test: [...health.test],
+            Interval: health.intervalMs * 1e6,
+            Timeout: health.timeoutMs * 1e6,
+            StartPeriod: health.startPeriodMs * 1e6,
+            Retries: health.retries,
+          },
+        }
+      : {}),
+    ...(oci?.config?.Volumes ? { Volumes: oci.config.Volumes } : {}),
+  };
+  return {
+    Id: hexId(i.id),
+    RepoTags: images.tagsOf(i.id),
+    RepoDigests: images.digestsOf(i.id),
+    Parent: '',
+    Comment: oci?.history?.at(-1)?.comment ?? '',
+    Created: i.createdAt,
+    // Docker's older clients read these; berth's image has no build container.
+    ContainerConfig: config,
+    DockerVersion: '',
+    Author: oci?.author ?? '',
+    Config: config,
+    Architecture: i.meta?.architecture ?? oci?.architecture ?? '',
+    ...(i.meta?.variant ? { Variant: i.meta.variant } : {}),
+    Os: i.meta?.os ?? 'linux',
+    Size: i.size,
+    GraphDriver: { Name: 'overlay2', Data: { MergedDir: images.roots.path(i.id) } },
+    RootFS: { Type: 'layers', Layers: i.meta?.layers.map((l) => l.diffId) ?? [] },
+    Metadata: { LastTagTime: '' },
+    Descriptor: i.meta
+      ? {
+          mediaType: i.meta.manifest.mediaType,
+          digest: i.meta.manifest.digest,
+          size: i.meta.manifest.size,
+        }
+      : undefined,
+  };
+}
+
+async function imageHistory(
+  images: ImageService,
+  i: ImageRecord,
+): Promise<Record<string, unknown>[]> {
+  if (!i.meta) {
+    return [
+      {
+        Id: hexId(i.id),
+        Created: Math.floor(Date.parse(i.createdAt) / 1000),
+        CreatedBy: '',
+        Tags: images.tagsOf(i.id),
+        Size: i.size,
+        Comment: '',
+      },
+    ];
+  }
+  const oci = await images.readConfig(hexId(i.id));
+  const sizes = images.layerSizes(i.id);
+  type Entry = NonNullable<typeof oci.history>[number];
+  const history: readonly Entry[] = oci.history ?? sizes.map((): Entry => ({}));
+  let layer = 0;
+  const rows = history.map((h) => {
+    const size = h.empty_layer ? 0 : (sizes[layer++] ?? 0);
+    return {
+      Id: '<missing>',
+      Created: h.created ? Math.floor(Date.parse(h.created) / 1000) : 0,
+      CreatedBy: h.created_by ?? '',
+      Tags: null as string[] | null,
+      Size: size,
+      Comment: h.comment ?? '',
+    };
+  });
+  rows.reverse();
+  const top = rows[0];
+  if (top) {
+    top.Id = hexId(i.id);
+    top.Tags = images.tagsOf(i.id);
+  }
+  return rows;
+}
+
+// Starts a progress stream; each message is a line. Errors after the start become the last
+// line, as docker's do.
+function progressStream(reply: FastifyReply): {
+  write: (m: ProgressMessage) => void;
+  fail: (e: unknown) => void;
+  end: () => void;
+  signal: AbortSignal;
+} {
+  reply.hijack();
+  const res: ServerResponse = reply.raw;
+  res.writeHead(200, { 'Content-Type': 'application/x-ndjson' });
+  res.flushHeaders();
+  const ac = new AbortController();
+  // The client went away: stop downloading (the parts are kept for the next pull).
+  res.on('close', () => {
+    if (!res.writableFinished) ac.abort(new Error('the client went away'));
+  });
+  const write = (m: ProgressMessage) => {
+    if (!res.destroyed) res.write(`${JSON.stringify(m)}\n`);
+  };
+  return {
+    write,
+    fail: (e) => {
+      const b = toBerthError(e);
+      write({ error: b.message, errorDetail: { code: b.code, message: b.message } });
+      res.end();
+    },
+    end: () => res.end(),
+    signal: ac.signal,
+  };
+}
+
+export function registerImageRoutes(app: FastifyInstance, deps: ImageDeps): void {
+  const { images, transfer, archives, login } = deps;
+
+  app.get('/v1/images', async (req) => {
+    const q = req.query as { all?: string };
+    void truthy(q.all);
+    return images.list().map((i) => imageSummary(images, i));
+  });
+
+  app.get('/v1/images/:name/json', { schema: { params: NameParams } }, async (req: NameReq) =>
+    imageInspect(images, images.resolve(req.params.name)),
+  );
+
+  app.get('/v1/images/:name/history', { schema: { params: NameParams } }, async (req: NameReq) =>
+    imageHistory(images, images.resolve(req.params.name)),
+  );
+
+  app.post(
+    '/v1/images/:name/tag',
+    {
+      schema: {
+        params: NameParams,
+        querystring: Type.Object({
+          repo: NAME,
+          tag: Type.Optional(Type.String({ maxLength: 128 })),
+        }),
+      },
+    },
+    async (req: NameReq, reply) => {
+      const q = req.query as { repo: string; tag?: string };
+      images.tag(req.params.name, q.tag ? `${q.repo}:${q.tag}` : q.repo);
+      return reply.code(201).send();
+    },
+  );
+
+  app.delete('/v1/images/:name', { schema: { params: NameParams } }, async (req: NameReq) => {
+    const q = req.query as { force?: string };
+    return images.remove(req.params.name, truthy(q.force));
+  });
+
+  app.post('/v1/images/prune', async (req) => {
+    const q = req.query as { all?: string };
+    const r = await images.prune(truthy(q.all));
+    return { ImagesDeleted: r.deleted, SpaceReclaimed: r.reclaimed };
+  });
+
+  app.post('/v1/images/pull', { schema: { body: PullBody } }, async (req, reply) => {
+    const body = req.body as Static<typeof PullBody>;
+    checkPullReference(body.image, body.platform);
+    const s = progressStream(reply);
+    try {
+      await transfer.pull(body.image, s.write, {
+        signal: s.signal,
+        ...(body.platform ? { platform: body.platform } : {}),
+      });
+      s.end();
+    } catch (e) {
+      s.fail(e);
+    }
+  });
+
+  app.post('/v1/images/push', { schema: { body: PushBody } }, async (req, reply) => {
+    const body = req.body as Static<typeof PushBody>;
+    images.resolve(body.image);
+    checkPullReference(body.image, undefined);
+    const s = progressStream(reply);
+    try {
+      await transfer.push(body.image, s.write, s.signal);
+      s.end();
+    } catch (e) {
+      s.fail(e);
+    }
+  });
+
+  app.post('/v1/images/load', async (req, reply) => {
+    if (!req.body || typeof (req.body as Readable).pipe !== 'function') {
+      throw invalid('body', 'expected a tar stream with Content-Type application/x-tar');
+    }
+    const s = progressStream(reply);
+    try {
+      await archives.load(req.body as Readable, s.write, s.signal);
+      s.end();
+    } catch (e) {
+      s.fail(e);
+    }
+  });
+
+  app.get(
+    '/v1/images/save',
+    {
+      schema: {
+        querystring: Type.Object({
+          names: Type.Union([NAME, Type.Array(NAME, { maxItems: 1000 })]),
+        }),
+      },
+    },
+    async (req, reply) => {
+      const q = req.query as { names: string | string[] };
+      const list = archives.prepareSave(Array.isArray(q.names) ? q.names : [q.names]);
+      reply.hijack();
+      const res = reply.raw;
+      res.writeHead(200, { 'Content-Type': 'application/x-tar' });
+      const ac = new AbortController();
+      res.on('close', () => {
+        if (!res.writableFinished) ac.abort(new Error('the client went away'));
+      });
+      try {
+        await archives.save(list, res, ac.signal);
+      } catch {
+        // The headers are gone: a cut stream is how a tar says it failed.
+        res.destroy();
+      }
+    },
+  );
+
+  app.post('/v1/auth', { schema: { body: AuthBody } }, async (req) => {
+    const b = req.body as Static<typeof AuthBody>;
+    await login.login(b.serveraddress ?? '', b.username, b.password);
+    return { Status: 'Login Succeeded', IdentityToken: '' };
+  });
+
+  app.post('/v1/auth/logout', { schema: { body: LogoutBody } }, async (req) => {
+    const b = req.body as Static<typeof LogoutBody>;
+    const { registry, removed } = await login.logout(b.serveraddress ?? '');
+    return {
+      Status: removed
+        ? `Removing login credentials for ${registry}`
+        : `Not logged in to ${registry}`,
+    };
+  });
+}
