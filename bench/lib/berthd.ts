@@ -8,6 +8,7 @@ import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   cgroupLeftovers,
+  isImageRoot,
   mountsUnder,
   processesMatching,
   runcDeleteAll,
@@ -220,7 +221,7 @@ export class BenchDaemon {
       out.push(`monitor process ${pid}`);
     }
     for (const g of cgroupLeftovers(this.cgroupParent)) out.push(`cgroup ${g}`);
-    for (const m of mountsUnder(this.dir)) out.push(`mount ${m}`);
+    for (const m of mountsUnder(this.dir)) if (!isImageRoot(m)) out.push(`mount ${m}`);
     out.push(...this.networkLeftovers());
     return out;
   }
@@ -300,6 +301,7 @@ export class BenchDaemon {
     }
     await run('ip', ['link', 'delete', this.bridge]);
     await removePublishedPortsRule(this.bridge);
+    for (const m of mountsUnder(this.dir).filter(isImageRoot)) await run('umount', [m]);
     for (const m of mountsUnder(this.dir)) problems.push(`mount left: ${m}`);
     if (mountsUnder(this.dir).length === 0) await rm(this.dir, { recursive: true, force: true });
     return problems;

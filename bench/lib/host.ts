@@ -94,6 +94,12 @@ export function processesMatching(...markers: string[]): number[] {
   return pids;
 }
 
+// An image's shared read-only root: berthd leaves it mounted by design (it outlives berthd
+// as containers do), so it is not a container's leftover; a teardown unmounts it.
+export function isImageRoot(mountPoint: string): boolean {
+  return /\/images\/[0-9a-f]{64}\/rootfs$/.test(mountPoint);
+}
+
 export function mountsUnder(dir: string): string[] {
   return readFileSync('/proc/mounts', 'utf8')
     .split('\n')
