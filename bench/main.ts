@@ -17,6 +17,7 @@ import { logsRead } from './scenarios/logs-read.ts';
 import { monitorMemory } from './scenarios/monitor-memory.ts';
 import { networkRun } from './scenarios/network-run.ts';
 import { ps } from './scenarios/ps.ts';
+import { pull } from './scenarios/pull.ts';
 import { readopt } from './scenarios/readopt.ts';
 import { restartLatency } from './scenarios/restart-latency.ts';
 import { runRm } from './scenarios/run-rm.ts';
@@ -35,6 +36,7 @@ const SCENARIOS: Record<string, ScenarioFactory> = {
   'events-subscriber': eventsSubscriber,
   'restart-latency': restartLatency,
   'network-run': networkRun,
+  pull,
 };
 
 // Scenarios that run the peers' containers on a bridge network: the peers get one

@@ -219,7 +219,9 @@ async function containerLines(p: Engine): Promise<string[]> {
     .map((id) => `${p.name}: container ${id}`);
 }
 
-class HostTraces {
+// Paths absent when it is made (those above; the pull scenario's skopeo cache): remove()
+// takes away those that appeared since.
+export class HostTraces {
   private readonly absent: { path: string; empty?: boolean }[];
   constructor(paths: readonly { path: string; empty?: boolean }[]) {
     this.absent = paths.filter((p) => !existsSync(p.path));
