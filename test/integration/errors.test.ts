@@ -47,7 +47,7 @@ describe('errors', () => {
   const cases: { name: string; args: string[]; code: number; stderr: RegExp }[] = [
     {
       name: 'unknown image',
-      args: ['run', 'nosuchimage', 'true'],
+      args: ['run', '--pull', 'never', 'nosuchimage', 'true'],
       code: 125,
       stderr: /No such image: nosuchimage:latest/,
     },
@@ -157,6 +157,15 @@ describe('errors', () => {
       await expectNothingLeft();
     });
   }
+
+  it("an image that is not here and cannot be pulled: docker's lines, exit 125", async () => {
+    // A loopback port nothing listens on: the pull fails without leaving the host.
+    const r = await d.berth(['run', '127.0.0.1:1/nosuch', 'true']);
+    assert.equal(r.code, 125, r.stderr);
+    assert.match(r.stderr, /^Unable to find image '127\.0\.0\.1:1\/nosuch:latest' locally$/m);
+    assert.match(r.stderr, /^Error: .*127\.0\.0\.1:1.*$/m);
+    await expectNothingLeft();
+  });
 
   it('a duplicate name is refused and the first container is untouched', async () => {
     const id = (await d.berthOk(['create', '--name', 'dup', 'busybox', 'true'])).trim();

@@ -358,7 +358,10 @@ describe('restarts while berthd is down', () => {
     for (const id of [always, unless])
       await waitForValue(`${id} back`, async () =>
         (await d.inspect<Inspect>(id)).State.Status === 'running' ? true : undefined,
-      );
+      ).catch(async (e: unknown) => {
+        const state = JSON.stringify((await d.inspect<Inspect>(id)).State);
+        throw new Error(`${String(e)}; state ${state}; berthd log: ${d.log.slice(-3000)}`);
+      });
     await sleep(500);
     assert.equal((await d.inspect<Inspect>(stopped)).State.Status, 'exited');
     assert.equal((await d.inspect<Inspect>(none)).State.Status, 'exited');
