@@ -788,6 +788,9 @@ export class ContainerEngine {
     setTimeout(() => {
       void this.mutex
         .run(id, async () => {
+          // Not while reconcile still sweeps what containers left: its network sweep
+          // would take the namespace of a container started meanwhile.
+          await this.reconciled;
           const cur = this.store.containers.get(id);
           if (!cur || cur.state !== 'exited' || cur.nextRestartAt !== toLogTime(at)) return;
           this.log.info({ id, reason }, 'starting by restart policy');
@@ -1255,6 +1258,19 @@ export class ContainerEngine {
   // controllable again, ones that exited while berthd was down get their real exit, and
   // what an interrupted operation left behind is cleaned up.
   async reconcile(): Promise<{ adopted: number; exited: number; cleaned: number }> {
+    let done = () => {};
+    this.reconciled = new Promise<void>((resolve) => (done = resolve));
+    try {
+      return await this.reconcileAll();
+    } finally {
+      done();
+    }
+  }
+
+  // Resolved once reconcile has finished (at once if it never ran).
+  private reconciled: Promise<void> = Promise.resolve();
+
+  private async reconcileAll(): Promise<{ adopted: number; exited: number; cleaned: number }> {
     let adopted = 0;
     let exited = 0;
     let cleaned = 0;
