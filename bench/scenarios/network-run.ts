@@ -9,6 +9,7 @@ import type { BenchDaemon } from '../lib/berthd.ts';
 import { runFlagsOn, startBerth, type Engine } from '../lib/engines.ts';
 import { BENCH_CGROUP } from '../lib/host.ts';
 import { addedLines, iptablesLines } from '../lib/netstate.ts';
+import { BlockList, isIPv4 } from 'node:net';
 import { timedOk } from '../lib/proc.ts';
 import { summarize } from '../lib/stats.ts';
 import { removePeerContainers, stopBerth, sweepBenchCgroups } from '../lib/teardown.ts';
@@ -24,6 +25,18 @@ const SETTLE_MS = 5000;
 
 // Per-container iptables state of the CNI plugins: the bridge plugin's masquerading chain
 // (CNI-<hash>), the firewall plugin's and portmap's rules for one container address.
+// Whether a rule's /32 addresses lie in one of the subnets.
+function inSubnets(line: string, subnets: readonly string[]): boolean {
+  const blocks = new BlockList();
+  for (const s of subnets) {
+    const [addr, len] = s.split('/');
+    if (addr && len && isIPv4(addr)) blocks.addSubnet(addr, Number(len), 'ipv4');
+  }
+  return [...line.matchAll(/\b(\d+\.\d+\.\d+\.\d+)\/32\b/g)].some(
+    (m) => m[1] !== undefined && blocks.check(m[1], 'ipv4'),
+  );
+}
+
 const PER_CONTAINER_RULE = /CNI-[0-9a-f]{16,}|CNI-(DN|SN)-[0-9a-f]+|\/32\b/;
 
 // What an engine's containers' networking left, once it had SETTLE_MS to finish.
@@ -151,8 +164,14 @@ export function networkRun(): Scenario {
       berth = undefined;
       if (iptablesBefore) {
         const added = addedLines(iptablesBefore, (await iptablesLines()) ?? iptablesBefore);
-        const mine = added.filter((l) => PER_CONTAINER_RULE.test(l));
-        const shared = added.filter((l) => !PER_CONTAINER_RULE.test(l));
+        // Only rules of the engines measured here: the host may run other networks at the
+        // same time (a test suite's daemons), whose rules come and go on their own.
+        const subnets = engines.flatMap((e) => (e.bridgeNetwork ? [e.bridgeNetwork.subnet] : []));
+        const ours = added.filter(
+          (l) => !/\b\d+\.\d+\.\d+\.\d+\/32\b/.test(l) || inSubnets(l, subnets),
+        );
+        const mine = ours.filter((l) => PER_CONTAINER_RULE.test(l));
+        const shared = ours.filter((l) => !PER_CONTAINER_RULE.test(l));
         left.push(...mine.map((l) => `iptables: ${l}`));
         if (shared.length > 0) {
           notes.push(
