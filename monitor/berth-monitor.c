@@ -14,6 +14,7 @@
  */
 #include "events.h"
 #include "exec-tty.h"
+#include "idmap.h"
 #include "logwriter.h"
 #include "oomwatch.h"
 #include "util.h"
@@ -70,8 +71,13 @@ struct run_opts {
     uint64_t restart_count;    /* restarts already done by an earlier monitor */
     /* A writable root: an overlay the monitor mounts before each run and unmounts after,
      * so that with overlay_reset every run (a restart too) starts from the image. */
-    char *ov_lower, *ov_upper, *ov_work, *ov_merged;
+    char *ov_lower, *ov_upper, *ov_work, *ov_merged; /* no upper (NULL): a read-only root */
     bool overlay_reset;
+    /* A user namespace (--idmap): the root's layers are mounted idmapped into its range. */
+    bool idmap;
+    struct idmap idmap_map;
+    char **idmap_lowers; /* top first */
+    int n_idmap_lowers;
 };
 
 enum conn_kind { CONN_CTL, CONN_ATTACH };
@@ -128,10 +134,13 @@ static struct monitor {
     char restart_reason[32];
     uint64_t oom_kills; /* of the last run, read before its cgroup went */
 
+    int idmap_ns;        /* user namespace of --idmap, made at the first run and kept */
+    bool idmap_fallback; /* idmapped layers failed once: the plain lower from then on */
+
     struct conn *conns;
 } M = {
     .devnull = -1, .sig_fd = -1, .ctl_lfd = -1, .attach_lfd = -1, .attach_ro_lfd = -1, .console_lfd = -1,
-    .wake_fd = -1, .out_fd = {-1, -1}, .pty_fd = -1, .in_fd = -1,
+    .wake_fd = -1, .out_fd = {-1, -1}, .pty_fd = -1, .in_fd = -1, .idmap_ns = -1,
 };
 
 /* runc's global flags: its own state root, and a JSON log we can mine for errors. */
@@ -259,7 +268,8 @@ static void usage_run(void)
             "         [--restart no|on-failure|always] [--restart-max N] [--restart-delay-ms MS]\n"
             "         [--restart-max-delay-ms MS] [--restart-factor F] [--restart-reset-ms MS]\n"
             "         [--restart-jitter F] [--restart-count N]\n"
-            "         [--overlay LOWER:UPPER:WORK:MERGED [--overlay-reset]]\n");
+            "         [--overlay LOWER:UPPER:WORK:MERGED [--overlay-reset]]\n"
+            "         [--idmap UID:GID:COUNT --idmap-lower DIR...]\n");
     exit(2);
 }
 
@@ -290,7 +300,7 @@ static void parse_run_opts(int argc, char **argv)
     enum { OPT_ID = 1, OPT_BUNDLE, OPT_RUNTIME, OPT_ROOT, OPT_STATE, OPT_LOG, OPT_OOM,
            OPT_CG, OPT_TERM, OPT_STDIN, OPT_SYNC, OPT_MAXSIZE, OPT_MAXFILES, OPT_BUFFER,
            OPT_STALL, OPT_RESTART, OPT_RMAX, OPT_RDELAY, OPT_RMAXDELAY, OPT_RFACTOR, OPT_RRESET,
-           OPT_RJITTER, OPT_RCOUNT, OPT_OVERLAY, OPT_OVRESET };
+           OPT_RJITTER, OPT_RCOUNT, OPT_OVERLAY, OPT_OVRESET, OPT_IDMAP, OPT_IDMAP_LOWER };
     static const struct option lo[] = {
         {"id", 1, 0, OPT_ID}, {"bundle", 1, 0, OPT_BUNDLE}, {"runtime", 1, 0, OPT_RUNTIME},
         {"runtime-root", 1, 0, OPT_ROOT}, {"state-dir", 1, 0, OPT_STATE},
@@ -303,6 +313,7 @@ static void parse_run_opts(int argc, char **argv)
         {"restart-factor", 1, 0, OPT_RFACTOR}, {"restart-reset-ms", 1, 0, OPT_RRESET},
         {"restart-jitter", 1, 0, OPT_RJITTER}, {"restart-count", 1, 0, OPT_RCOUNT},
         {"overlay", 1, 0, OPT_OVERLAY}, {"overlay-reset", 0, 0, OPT_OVRESET},
+        {"idmap", 1, 0, OPT_IDMAP}, {"idmap-lower", 1, 0, OPT_IDMAP_LOWER},
         {0, 0, 0, 0}};
     struct run_opts *o = &M.o;
     o->sync_fd = -1;
@@ -361,27 +372,43 @@ static void parse_run_opts(int argc, char **argv)
         case OPT_RJITTER: o->restart_jitter = parse_real(optarg, 0, 1); break;
         case OPT_RCOUNT: o->restart_count = parse_count(optarg, 0, UINT32_MAX); break;
         case OPT_OVERLAY: {
-            /* LOWER:UPPER:WORK:MERGED, absolute paths without ':' */
+            /* LOWER:UPPER:WORK:MERGED, absolute paths without ':'; UPPER and WORK both
+             * empty: a read-only root */
             char *s = strdup(optarg), *p[4];
             for (int i = 0; i < 4; i++) {
                 p[i] = strsep(&s, ":");
-                if (!p[i] || p[i][0] != '/')
+                if (!p[i] || (p[i][0] != '/' && !((i == 1 || i == 2) && !p[i][0])))
                     usage_run();
             }
-            if (s)
+            if (s || !p[1][0] != !p[2][0])
                 usage_run();
             o->ov_lower = p[0];
-            o->ov_upper = p[1];
-            o->ov_work = p[2];
+            o->ov_upper = p[1][0] ? p[1] : NULL;
+            o->ov_work = p[2][0] ? p[2] : NULL;
             o->ov_merged = p[3];
             break;
         }
         case OPT_OVRESET: o->overlay_reset = true; break;
+        case OPT_IDMAP:
+            if (idmap_parse(optarg, &o->idmap_map) < 0)
+                usage_run();
+            o->idmap = true;
+            break;
+        case OPT_IDMAP_LOWER:
+            if (optarg[0] != '/' || strchr(optarg, ':') || strchr(optarg, ','))
+                usage_run();
+            o->idmap_lowers =
+                xrealloc(o->idmap_lowers, sizeof(char *) * (size_t)(o->n_idmap_lowers + 1));
+            o->idmap_lowers[o->n_idmap_lowers++] = optarg;
+            break;
         default: usage_run();
         }
     }
     if (optind != argc || !o->id || !o->bundle || !o->runtime || !o->runtime_root ||
         !o->state_dir || !o->log_path)
+        usage_run();
+    /* The idmapped layers are the overlay's lower: both or neither. */
+    if (o->idmap != (o->n_idmap_lowers > 0) || (o->idmap && !o->ov_merged))
         usage_run();
 }
 
@@ -562,28 +589,108 @@ static int wipe_entry(const char *path, const struct stat *st, int flag, struct 
     return 0;
 }
 
-/* Mounts the writable root for the next run; with --overlay-reset first empties the
- * upper and work directories, so the run sees the image and nothing a run wrote. */
+/* The root's layers idmapped into the container's range (PROTOCOL.md "User namespaces"):
+ * fills fds (one per --idmap-lower, top first) and returns 0, or -1 with err set and no
+ * fd left open. */
+static int idmap_lowers(int *fds, char *err, size_t errlen)
+{
+    if (M.idmap_ns < 0) {
+        M.idmap_ns = idmap_userns(&M.o.idmap_map);
+        if (M.idmap_ns < 0) {
+            snprintf(err, errlen, "making a user namespace for idmapped layers: %s",
+                     strerror(errno));
+            return -1;
+        }
+    }
+    for (int i = 0; i < M.o.n_idmap_lowers; i++) {
+        fds[i] = idmap_tree(M.o.idmap_lowers[i], M.idmap_ns);
+        if (fds[i] < 0) {
+            snprintf(err, errlen, "idmapping %s: %s", M.o.idmap_lowers[i], strerror(errno));
+            while (i > 0)
+                xclose(&fds[--i]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Mounts the root on MERGED: an overlay of lower (a ':' list) with UPPER and WORK, a
+ * read-only overlay of lower without them, or, with one lower and no upper, the lower
+ * itself (fd >= 0: an idmapped detached tree, attached as it is; else a read-only bind). */
+static int mount_root_from(const char *lower, int nlower, int fd, char *err, size_t errlen)
+{
+    const char *merged = M.o.ov_merged;
+    char opts[3 * PATH_MAX + 64];
+    if (M.o.ov_upper) {
+        snprintf(opts, sizeof opts, "lowerdir=%s,upperdir=%s,workdir=%s", lower, M.o.ov_upper,
+                 M.o.ov_work);
+        if (mount("overlay", merged, "overlay", MS_NODEV, opts) == 0)
+            return 0;
+    } else if (nlower > 1) {
+        snprintf(opts, sizeof opts, "lowerdir=%s", lower);
+        if (mount("overlay", merged, "overlay", MS_RDONLY | MS_NODEV, opts) == 0)
+            return 0;
+    } else if (fd >= 0) {
+        if (move_mount(fd, "", AT_FDCWD, merged, MOVE_MOUNT_F_EMPTY_PATH) == 0)
+            return 0;
+    } else if (mount(lower, merged, NULL, MS_BIND | MS_REC, NULL) == 0) {
+        if (mount(NULL, merged, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NODEV, NULL) == 0)
+            return 0;
+        int e = errno;
+        umount2(merged, MNT_DETACH);
+        errno = e;
+    }
+    snprintf(err, errlen, "mounting the root on %s: %s", merged, strerror(errno));
+    return -1;
+}
+
+/* Mounts the root for the next run (the writable root, or with --idmap the container's
+ * view of the image); with --overlay-reset first empties the upper and work directories,
+ * so the run sees the image and nothing a run wrote. */
 static int mount_overlay(char *err, size_t errlen)
 {
     if (!M.o.ov_merged)
         return 0;
     umount2(M.o.ov_merged, 0); /* one left by a monitor that was killed: not stacked */
-    if (M.o.overlay_reset &&
+    if (M.o.overlay_reset && M.o.ov_upper &&
         (nftw(M.o.ov_upper, wipe_entry, 16, FTW_DEPTH | FTW_PHYS) < 0 ||
          nftw(M.o.ov_work, wipe_entry, 16, FTW_DEPTH | FTW_PHYS) < 0)) {
         snprintf(err, errlen, "resetting the writable root: %s", strerror(errno));
         return -1;
     }
-    char opts[3 * PATH_MAX + 64];
-    snprintf(opts, sizeof opts, "lowerdir=%s,upperdir=%s,workdir=%s", M.o.ov_lower, M.o.ov_upper,
-             M.o.ov_work);
-    if (mount("overlay", M.o.ov_merged, "overlay", MS_NODEV, opts) < 0) {
-        snprintf(err, errlen, "mounting the writable root on %s: %s", M.o.ov_merged,
-                 strerror(errno));
-        return -1;
+    if (M.o.idmap && !M.idmap_fallback) {
+        int n = M.o.n_idmap_lowers;
+        int *fds = xrealloc(NULL, sizeof(int) * (size_t)n);
+        int rc = idmap_lowers(fds, err, errlen);
+        if (rc == 0) {
+            /* overlayfs resolves each path in this process: the detached trees by fd. */
+            struct buf b = {0};
+            for (int i = 0; i < n; i++)
+                buf_printf(&b, "%s/proc/self/fd/%d", i ? ":" : "", fds[i]);
+            char *lower = buf_strdup(&b);
+            buf_free(&b);
+            rc = mount_root_from(lower, n, n == 1 ? fds[0] : -1, err, errlen);
+            free(lower);
+            /* The overlay holds private copies of its layers; an attached tree stays. */
+            for (int i = 0; i < n; i++)
+                xclose(&fds[i]);
+        }
+        free(fds);
+        if (rc == 0)
+            return 0;
+        /* The kernel or the filesystem refuses idmapped layers: run on the shared root
+         * as it is (its files show as the overflow id inside), and say so once. */
+        M.idmap_fallback = true;
+        mlog("idmapped layers unavailable, using %s as it is: %s", M.o.ov_lower, err);
+        struct buf e = {0};
+        json_escape(&e, err);
+        char *msg = buf_strdup(&e);
+        buf_free(&e);
+        events_append("idmap-fallback", "\"error\":\"%.900s\"", msg);
+        free(msg);
+        umount2(M.o.ov_merged, MNT_DETACH);
     }
-    return 0;
+    return mount_root_from(M.o.ov_lower, 1, -1, err, errlen);
 }
 
 static void umount_overlay(void)
@@ -1556,7 +1663,12 @@ int main(int argc, char **argv)
         return cmd_run(argc - 1, argv + 1);
     if (argc >= 2 && strcmp(argv[1], "exec-tty") == 0)
         return cmd_exec_tty(argc - 1, argv + 1);
-    fprintf(stderr, "usage: berth-monitor run|exec-tty [options]  (see PROTOCOL.md)\n");
+    if (argc >= 2 && strcmp(argv[1], "userns-create") == 0)
+        return cmd_userns_create(argc - 1, argv + 1);
+    if (argc >= 2 && strcmp(argv[1], "netns-create") == 0)
+        return cmd_netns_create(argc - 1, argv + 1);
+    fprintf(stderr, "usage: berth-monitor run|exec-tty|userns-create|netns-create [options]"
+                    "  (see PROTOCOL.md)\n");
     return 2;
 }
 

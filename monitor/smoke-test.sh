@@ -760,10 +760,75 @@ def t_opts():
                             "--state-dir", f"{T}/state/opts", "--log-path", f"{T}/logs/opts.log"] + opt, capture_output=True)
         check(p.returncode == 2 and b"usage" in p.stderr, f"opts: {opt} -> {p.returncode}")
 
+def t_idmap():
+    """--idmap: the layers idmapped under a read-only overlay; the fallback; a restart."""
+    os.chmod(T, 0o711)  # runc, as the container's root, reaches the root by path
+    layer = f"{T}/idmap/layer"
+    os.makedirs(f"{layer}/l2", exist_ok=True)
+    open(f"{layer}/l2/f", "w").write("x")
+    os.chown(f"{layer}/l2/f", 5, 5)
+    merged = f"{T}/idmap/merged"
+    os.makedirs(merged, exist_ok=True)
+    def userns(c):
+        c["root"]["path"] = merged
+        c["linux"]["namespaces"].append({"type": "user"})
+        c["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 100000000, "size": 65536}]
+        c["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 100000000, "size": 65536}]
+    idmap = ["--idmap", "100000000:100000000:65536", "--idmap-lower", layer, "--idmap-lower", ROOTFS]
+    show = ["sh", "-c", "id -u; stat -c %u /bin/busybox; stat -c %u:%g /l2/f"]
+    res, st = run_simple("idmap", show, tweak=userns, extra=["--overlay", f"{ROOTFS}:::{merged}"] + idmap)
+    texts = [r[3] for r in log_records("idmap")]
+    check(res["ok"] and texts == [b"0", b"0", b"5:5"], f"idmap: {res} {texts}")
+    check(not os.path.ismount(merged), "idmap: root unmounted after the run")
+    check("idmap-fallback" not in open(f"{st}/events.jsonl").read(), "idmap: no fallback")
+    # An overlay mount cannot be idmapped: the monitor falls back to LOWER as it is.
+    ovl = f"{T}/idmap/ovl"
+    os.makedirs(ovl, exist_ok=True)
+    subprocess.run(["mount", "-t", "overlay", "overlay", "-o", f"ro,lowerdir={layer}:{ROOTFS}", ovl], check=True)
+    try:
+        fb = ["--overlay", f"{ROOTFS}:::{merged}", "--idmap", "100000000:100000000:65536", "--idmap-lower", ovl]
+        res, st = run_simple("idmapfb", show[:2] + ["id -u; stat -c %u /bin/busybox"], tweak=userns, extra=fb)
+        texts = [r[3] for r in log_records("idmapfb")]
+        ev = [json.loads(l) for l in open(f"{st}/events.jsonl")]
+        check(res["ok"] and texts == [b"0", b"65534"], f"idmap fallback: {res} {texts}")
+        check([e["type"] for e in ev if e["type"] == "idmap-fallback"] == ["idmap-fallback"], f"idmap fallback event: {ev}")
+    finally:
+        subprocess.run(["umount", ovl])
+    # A restart by policy mounts the root again.
+    res, rc, st = start("idmaprs2", ["sh", "-c", "stat -c %u /l2/f; exit 1"], tweak=userns,
+                        extra=["--overlay", f"{ROOTFS}:::{merged}", "--restart", "on-failure", "--restart-max", "1",
+                               "--restart-delay-ms", "10"] + idmap)
+    s = ctl_conn(st)
+    ctl(s, "start")
+    check(wait_eof(s), "idmap restart: monitor done")
+    texts = [r[3] for r in log_records("idmaprs2")]
+    check(texts == [b"5", b"5"], f"idmap restart: both runs see the layer idmapped: {texts}")
+    # userns-create, netns-create: the network namespace is owned by the user namespace
+    uf, nf = f"{T}/idmap/userns", f"{T}/idmap/netns"
+    p = subprocess.run([MON, "userns-create", "--idmap", "100000000:100000000:65536", "--path", uf], capture_output=True)
+    q = subprocess.run([MON, "netns-create", "--userns", uf, "--path", nf], capture_output=True)
+    try:
+        import fcntl
+        fd = os.open(nf, os.O_RDONLY)
+        owner = fcntl.ioctl(fd, 0xb701)  # NS_GET_USERNS
+        check(p.returncode == 0 and q.returncode == 0 and os.fstat(owner).st_ino == os.stat(uf).st_ino,
+              f"idmap: netns owned by the userns {p.stderr} {q.stderr}")
+        os.close(owner); os.close(fd)
+        m = open(f"/proc/self/mountinfo").read()
+        check(f" {uf} " in m and f" {nf} " in m, "idmap: namespaces kept by bind mounts")
+    finally:
+        subprocess.run(["umount", nf]); subprocess.run(["umount", uf])
+    # --idmap needs --overlay and --idmap-lower
+    for opt in (idmap, ["--idmap", "1:1:0", "--idmap-lower", layer, "--overlay", f"{ROOTFS}:::{merged}"],
+                ["--idmap-lower", layer, "--overlay", f"{ROOTFS}:::{merged}"]):
+        p = subprocess.run([MON, "run", "--id", "x", "--bundle", "x", "--runtime", RUNC, "--runtime-root", RUNC_ROOT,
+                            "--state-dir", f"{T}/state/opts", "--log-path", f"{T}/logs/opts.log"] + opt, capture_output=True)
+        check(p.returncode == 2 and b"usage" in p.stderr, f"idmap opts: {opt} -> {p.returncode}")
+
 TESTS = [t_echo, t_exit3, t_kill9, t_attach, t_longline, t_stdin, t_stdin_big, t_flow, t_flow_resume,
          t_terminal, t_reopen, t_drain_bound, t_oom, t_nonexist, t_dup_id, t_exec_tty, t_attach_disconnect,
          t_ctl_misc, t_sync_fd_stdout, t_stdin_epipe, t_exec_tty_more, t_rotate, t_drop_full,
-         t_stall, t_stall_exit, t_oom_child, t_opts]
+         t_stall, t_stall_exit, t_oom_child, t_opts, t_idmap]
 
 if __name__ == "__main__":
     sel = sys.argv[1:]

@@ -47,3 +47,10 @@ npx tsc -p tsconfig.json
 make -s -C monitor
 
 ln -sf "$PWD/bin/berth" /usr/local/bin/berth
+
+# Members of the berth group may use berthd's socket (root:berth, mode 0660); berthd only
+# uses the group, it never creates it. Membership is root on this host: add users with care.
+if ! getent group berth >/dev/null; then
+  log "groupadd --system berth"
+  groupadd --system berth
+fi

@@ -15,6 +15,8 @@ const STATUS: Record<ErrorClass, number> = {
 export function statusFor(e: BerthError): number {
   if (e.code === 'NOT_IMPLEMENTED') return 501;
   if (e.code === 'REQUEST_TOO_LARGE') return 413;
+  if (e.code === 'HEADERS_TOO_LARGE') return 431;
+  if (e.code === 'REQUEST_TIMEOUT') return 408;
   if (e.code === 'EVENTS_PRUNED') return 410;
   if (e.code === 'COMMAND_NOT_FOUND' || e.code === 'COMMAND_NOT_EXECUTABLE') return 400;
   return STATUS[e.class];

@@ -44,6 +44,18 @@ const LogoutBody = Type.Object(
   { additionalProperties: false },
 );
 const NameParams = Type.Object({ name: NAME });
+const BoolQ = Type.Optional(
+  Type.Union([
+    Type.Literal('0'),
+    Type.Literal('1'),
+    Type.Literal('true'),
+    Type.Literal('false'),
+    Type.Literal('True'),
+    Type.Literal('False'),
+  ]),
+);
+const strict = { additionalProperties: false } as const;
+const NoQuery = Type.Object({}, strict);
 type NameReq = FastifyRequest<{ Params: Static<typeof NameParams> }>;
 
 const hexId = (id: string): string => `sha256:${id}`;
@@ -167,33 +179,48 @@ async function imageHistory(
 }
 
 // Starts a progress stream; each message is a line. Errors after the start become the last
-// line, as docker's do.
-function progressStream(reply: FastifyReply): {
+// line, as docker's do. A lazy stream sends its headers with its first message, so an
+// error before any (a load whose archive is no archive) is a plain error response.
+function progressStream(
+  reply: FastifyReply,
+  o: { lazy?: boolean } = {},
+): {
   write: (m: ProgressMessage) => void;
   fail: (e: unknown) => void;
   end: () => void;
   signal: AbortSignal;
 } {
-  reply.hijack();
   const res: ServerResponse = reply.raw;
-  res.writeHead(200, { 'Content-Type': 'application/x-ndjson' });
-  res.flushHeaders();
+  let started = false;
+  const start = () => {
+    if (started) return;
+    started = true;
+    reply.hijack();
+    res.writeHead(200, { 'Content-Type': 'application/x-ndjson' });
+    res.flushHeaders();
+  };
+  if (!o.lazy) start();
   const ac = new AbortController();
   // The client went away: stop downloading (the parts are kept for the next pull).
   res.on('close', () => {
     if (!res.writableFinished) ac.abort(new Error('the client went away'));
   });
   const write = (m: ProgressMessage) => {
+    start();
     if (!res.destroyed) res.write(`${JSON.stringify(m)}\n`);
   };
   return {
     write,
     fail: (e) => {
+      if (!started) throw e;
       const b = toBerthError(e);
       write({ error: b.message, errorDetail: { code: b.code, message: b.message } });
       res.end();
     },
-    end: () => res.end(),
+    end: () => {
+      start();
+      res.end();
+    },
     signal: ac.signal,
   };
 }
@@ -201,18 +228,33 @@ function progressStream(reply: FastifyReply): {
 export function registerImageRoutes(app: FastifyInstance, deps: ImageDeps): void {
   const { images, transfer, archives, login } = deps;
 
-  app.get('/v1/images', async (req) => {
-    const q = req.query as { all?: string };
-    void truthy(q.all);
-    return images.list().map((i) => imageSummary(images, i));
-  });
-
-  app.get('/v1/images/:name/json', { schema: { params: NameParams } }, async (req: NameReq) =>
-    imageInspect(images, images.resolve(req.params.name)),
+  app.get(
+    '/v1/images',
+    {
+      schema: {
+        querystring: Type.Object(
+          { all: BoolQ, digests: BoolQ, filters: Type.Optional(Type.String({ maxLength: 65536 })) },
+          strict,
+        ),
+      },
+    },
+    async (req) => {
+      const q = req.query as { all?: string };
+      void truthy(q.all);
+      return images.list().map((i) => imageSummary(images, i));
+    },
   );
 
-  app.get('/v1/images/:name/history', { schema: { params: NameParams } }, async (req: NameReq) =>
-    imageHistory(images, images.resolve(req.params.name)),
+  app.get(
+    '/v1/images/:name/json',
+    { schema: { params: NameParams, querystring: NoQuery } },
+    async (req: NameReq) => imageInspect(images, images.resolve(req.params.name)),
+  );
+
+  app.get(
+    '/v1/images/:name/history',
+    { schema: { params: NameParams, querystring: NoQuery } },
+    async (req: NameReq) => imageHistory(images, images.resolve(req.params.name)),
   );
 
   app.post(
@@ -220,10 +262,10 @@ export function registerImageRoutes(app: FastifyInstance, deps: ImageDeps): void
     {
       schema: {
         params: NameParams,
-        querystring: Type.Object({
-          repo: NAME,
-          tag: Type.Optional(Type.String({ maxLength: 128 })),
-        }),
+        querystring: Type.Object(
+          { repo: NAME, tag: Type.Optional(Type.String({ maxLength: 128 })) },
+          strict,
+        ),
       },
     },
     async (req: NameReq, reply) => {
@@ -233,65 +275,101 @@ export function registerImageRoutes(app: FastifyInstance, deps: ImageDeps): void
     },
   );
 
-  app.delete('/v1/images/:name', { schema: { params: NameParams } }, async (req: NameReq) => {
-    const q = req.query as { force?: string };
-    return images.remove(req.params.name, truthy(q.force));
-  });
+  app.delete(
+    '/v1/images/:name',
+    {
+      schema: {
+        params: NameParams,
+        querystring: Type.Object({ force: BoolQ, noprune: BoolQ }, strict),
+      },
+    },
+    async (req: NameReq) => {
+      const q = req.query as { force?: string };
+      return images.remove(req.params.name, truthy(q.force));
+    },
+  );
 
-  app.post('/v1/images/prune', async (req) => {
-    const q = req.query as { all?: string };
-    const r = await images.prune(truthy(q.all));
-    return { ImagesDeleted: r.deleted, SpaceReclaimed: r.reclaimed };
-  });
+  app.post(
+    '/v1/images/prune',
+    {
+      schema: {
+        querystring: Type.Object(
+          { all: BoolQ, filters: Type.Optional(Type.String({ maxLength: 65536 })) },
+          strict,
+        ),
+      },
+    },
+    async (req) => {
+      const q = req.query as { all?: string };
+      const r = await images.prune(truthy(q.all));
+      return { ImagesDeleted: r.deleted, SpaceReclaimed: r.reclaimed };
+    },
+  );
 
-  app.post('/v1/images/pull', { schema: { body: PullBody } }, async (req, reply) => {
-    const body = req.body as Static<typeof PullBody>;
-    checkPullReference(body.image, body.platform);
-    const s = progressStream(reply);
-    try {
-      await transfer.pull(body.image, s.write, {
-        signal: s.signal,
-        ...(body.platform ? { platform: body.platform } : {}),
-      });
-      s.end();
-    } catch (e) {
-      s.fail(e);
-    }
-  });
+  app.post(
+    '/v1/images/pull',
+    { schema: { body: PullBody, querystring: NoQuery } },
+    async (req, reply) => {
+      const body = req.body as Static<typeof PullBody>;
+      checkPullReference(body.image, body.platform);
+      const s = progressStream(reply);
+      try {
+        await transfer.pull(body.image, s.write, {
+          signal: s.signal,
+          ...(body.platform ? { platform: body.platform } : {}),
+        });
+        s.end();
+      } catch (e) {
+        s.fail(e);
+      }
+    },
+  );
 
-  app.post('/v1/images/push', { schema: { body: PushBody } }, async (req, reply) => {
-    const body = req.body as Static<typeof PushBody>;
-    images.resolve(body.image);
-    checkPullReference(body.image, undefined);
-    const s = progressStream(reply);
-    try {
-      await transfer.push(body.image, s.write, s.signal);
-      s.end();
-    } catch (e) {
-      s.fail(e);
-    }
-  });
+  app.post(
+    '/v1/images/push',
+    { schema: { body: PushBody, querystring: NoQuery } },
+    async (req, reply) => {
+      const body = req.body as Static<typeof PushBody>;
+      images.resolve(body.image);
+      checkPullReference(body.image, undefined);
+      const s = progressStream(reply);
+      try {
+        await transfer.push(body.image, s.write, s.signal);
+        s.end();
+      } catch (e) {
+        s.fail(e);
+      }
+    },
+  );
 
-  app.post('/v1/images/load', async (req, reply) => {
-    if (!req.body || typeof (req.body as Readable).pipe !== 'function') {
-      throw invalid('body', 'expected a tar stream with Content-Type application/x-tar');
-    }
-    const s = progressStream(reply);
-    try {
-      await archives.load(req.body as Readable, s.write, s.signal);
-      s.end();
-    } catch (e) {
-      s.fail(e);
-    }
-  });
+  app.post(
+    '/v1/images/load',
+    {
+      config: { streamBody: true },
+      schema: { querystring: Type.Object({ quiet: BoolQ }, strict) },
+    },
+    async (req, reply) => {
+      if (!req.body || typeof (req.body as Readable).pipe !== 'function') {
+        throw invalid('body', 'expected a tar stream with Content-Type application/x-tar');
+      }
+      const s = progressStream(reply, { lazy: true });
+      try {
+        await archives.load(req.body as Readable, s.write, s.signal);
+        s.end();
+      } catch (e) {
+        s.fail(e);
+      }
+    },
+  );
 
   app.get(
     '/v1/images/save',
     {
       schema: {
-        querystring: Type.Object({
-          names: Type.Union([NAME, Type.Array(NAME, { maxItems: 1000 })]),
-        }),
+        querystring: Type.Object(
+          { names: Type.Union([NAME, Type.Array(NAME, { maxItems: 1000 })]) },
+          strict,
+        ),
       },
     },
     async (req, reply) => {
@@ -313,19 +391,23 @@ export function registerImageRoutes(app: FastifyInstance, deps: ImageDeps): void
     },
   );
 
-  app.post('/v1/auth', { schema: { body: AuthBody } }, async (req) => {
+  app.post('/v1/auth', { schema: { body: AuthBody, querystring: NoQuery } }, async (req) => {
     const b = req.body as Static<typeof AuthBody>;
     await login.login(b.serveraddress ?? '', b.username, b.password);
     return { Status: 'Login Succeeded', IdentityToken: '' };
   });
 
-  app.post('/v1/auth/logout', { schema: { body: LogoutBody } }, async (req) => {
-    const b = req.body as Static<typeof LogoutBody>;
-    const { registry, removed } = await login.logout(b.serveraddress ?? '');
-    return {
-      Status: removed
-        ? `Removing login credentials for ${registry}`
-        : `Not logged in to ${registry}`,
-    };
-  });
+  app.post(
+    '/v1/auth/logout',
+    { schema: { body: LogoutBody, querystring: NoQuery } },
+    async (req) => {
+      const b = req.body as Static<typeof LogoutBody>;
+      const { registry, removed } = await login.logout(b.serveraddress ?? '');
+      return {
+        Status: removed
+          ? `Removing login credentials for ${registry}`
+          : `Not logged in to ${registry}`,
+      };
+    },
+  );
 }

@@ -29,6 +29,17 @@ import { execFile } from '../util/exec.ts';
 import { containerInspect, containerSummary } from './views.ts';
 import { errorReply, toBerthError } from './errors.ts';
 import { UpgradeRouter } from './upgrade.ts';
+import {
+  BODY_LIMIT,
+  DEFAULT_LIMITS,
+  MAX_HEADERS_COUNT,
+  MAX_PARAM_LENGTH,
+  clientErrorHandler,
+  httpServerOptions,
+  installGuards,
+  socketError,
+  type ApiLimits,
+} from './limits.ts';
 import { truthy } from './query.ts';
 import { registerLogRoutes } from './logs.ts';
 import { registerEventRoutes } from './events.ts';
@@ -50,6 +61,7 @@ export interface ApiDeps {
   readonly volumes: VolumeService;
   readonly networks: NetworkService;
   readonly version: string;
+  readonly limits?: ApiLimits;
 }
 
 const StrList = Type.Array(Type.String({ maxLength: 65536 }), { maxItems: 4096 });
@@ -168,6 +180,32 @@ const CreateBody = Type.Object(
     readWrite: Type.Optional(Type.Boolean()),
     writableSizeBytes: Type.Optional(Type.Integer({ minimum: 0 })),
     ephemeral: Type.Optional(Type.Boolean()),
+    userns: Type.Optional(Type.String({ maxLength: 16 })),
+    privileged: Type.Optional(Type.Boolean()),
+    capAdd: Type.Optional(Type.Array(Type.String({ maxLength: 64 }), { maxItems: 64 })),
+    capDrop: Type.Optional(Type.Array(Type.String({ maxLength: 64 }), { maxItems: 64 })),
+    // A seccomp profile travels here as JSON (seccomp={...}).
+    securityOpt: Type.Optional(
+      Type.Array(Type.String({ maxLength: 512 * 1024 }), { maxItems: 16 }),
+    ),
+    devices: Type.Optional(
+      Type.Array(
+        Type.Object(
+          {
+            pathOnHost: Type.String({ minLength: 1, maxLength: 4096 }),
+            pathInContainer: Type.Optional(Type.String({ maxLength: 4096 })),
+            cgroupPermissions: Type.Optional(Type.String({ maxLength: 3 })),
+          },
+          { additionalProperties: false },
+        ),
+        { maxItems: 128 },
+      ),
+    ),
+    sysctls: Type.Optional(
+      Type.Record(Type.String({ maxLength: 256 }), Type.String({ maxLength: 4096 }), {
+        maxProperties: 64,
+      }),
+    ),
     healthcheck: Type.Optional(
       Type.Object(
         {
@@ -218,24 +256,56 @@ export function buildApi(deps: ApiDeps): {
   registry: Registry;
 } {
   const { containers, images, exec, events } = deps;
+  const limits = deps.limits ?? DEFAULT_LIMITS;
+  const upgrades = new UpgradeRouter(limits);
   const app = Fastify({
     logger: false,
-    bodyLimit: 1024 * 1024,
+    bodyLimit: BODY_LIMIT,
+    routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
+    http: {
+      ...httpServerOptions(limits),
+      // installGuards checks Host instead, answering in JSON.
+      requireHostHeader: false,
+      // Only the hijacked routes switch protocols; an Upgrade header elsewhere is ignored.
+      shouldUpgradeCallback: (req) => upgrades.matches(req),
+    },
+    clientErrorHandler,
+    // A path that does not decode, or with a segment over MAX_PARAM_LENGTH.
+    frameworkErrors: (err, req, reply) => {
+      if (!req.raw.complete) reply.header('Connection', 'close');
+      return errorReply(
+        reply,
+        err.code === 'FST_ERR_BAD_URL'
+          ? invalid(
+              'path',
+              `${(req.url.split('?')[0] ?? '').slice(0, 256)} is not URL-encoded text, or has a part over ${MAX_PARAM_LENGTH} bytes`,
+            )
+          : toBerthError(err),
+      );
+    },
     ajv: { customOptions: { allErrors: false, coerceTypes: true, removeAdditional: false } },
   });
+  app.server.maxHeadersCount = MAX_HEADERS_COUNT;
+  // CONNECT is no method of this API; unanswered, Node would just drop the connection.
+  app.server.on('connect', (req: IncomingMessage, sock: Duplex) =>
+    socketError(sock, new BerthError('ENDPOINT_NOT_FOUND', `No such endpoint: ${req.method}`)),
+  );
 
-  app.setErrorHandler((err, _req, reply) => errorReply(reply, toBerthError(err)));
+  app.setErrorHandler((err, req, reply) => {
+    // The rest of an unread body (too large, too slow, refused) is not waited for.
+    if (!req.raw.complete) reply.header('Connection', 'close');
+    return errorReply(reply, toBerthError(err));
+  });
   app.setNotFoundHandler((req, reply) =>
     errorReply(
       reply,
-      new BerthError('NOT_IMPLEMENTED', `No such endpoint: ${req.method} ${req.url.split('?')[0]}`),
+      new BerthError(
+        'ENDPOINT_NOT_FOUND',
+        `No such endpoint: ${req.method} ${(req.url.split('?')[0] ?? '').slice(0, 256)}`,
+      ),
     ),
   );
-  // Image archives and root filesystems arrive as a raw stream; the handler consumes it.
-  app.addContentTypeParser(
-    ['application/x-tar', 'application/octet-stream'],
-    (_req, payload, done) => done(null, payload),
-  );
+  installGuards(app, limits);
 
   const ping = async (_req: FastifyRequest, reply: FastifyReply) =>
     reply.header('Api-Version', '1').type('text/plain').send('OK');
@@ -523,7 +593,13 @@ export function buildApi(deps: ApiDeps): {
   app.post(
     '/v1/images/import',
     {
-      schema: { querystring: Type.Object({ repo: Type.String({ minLength: 1, maxLength: 512 }) }) },
+      config: { streamBody: true },
+      schema: {
+        querystring: Type.Object(
+          { repo: Type.String({ minLength: 1, maxLength: 512 }) },
+          { additionalProperties: false },
+        ),
+      },
     },
     async (req, reply) => {
       if (!req.body || typeof (req.body as Readable).pipe !== 'function') {
@@ -549,11 +625,15 @@ export function buildApi(deps: ApiDeps): {
 
   // ---- hijacked streams ----
 
-  const upgrades = new UpgradeRouter();
-  upgrades.add('POST', /^\/v1\/containers\/([^/]+)\/attach$/, async (m, q) => {
-    const c = containers.resolve(decodeURIComponent(m[1] ?? ''));
-    return (sock) => containers.attach(c.id, sock, truthy(q.get('stdin') ?? undefined));
-  });
+  upgrades.add(
+    'POST',
+    /^\/v1\/containers\/([^/]+)\/attach$/,
+    async (m, q) => {
+      const c = containers.resolve(decodeURIComponent(m[1] ?? ''));
+      return (sock) => containers.attach(c.id, sock, truthy(q.get('stdin') ?? undefined));
+    },
+    ['stream', 'stdin', 'stdout', 'stderr', 'logs', 'detachKeys'],
+  );
   upgrades.add('POST', /^\/v1\/exec\/([^/]+)\/start$/, async (m) => {
     const s = exec.get(decodeURIComponent(m[1] ?? ''));
     return async (sock) => {

@@ -5,6 +5,7 @@ import type { NetworkAttachment } from '../types/network.ts';
 import type { PortBinding } from '../types/ports.ts';
 import type { ContainerRecord, ImageRecord } from '../types/domain.ts';
 import { ZERO_TIME } from '../util/time.ts';
+import { DEFAULT_SECURITY } from '../engine/security.ts';
 
 // A container's network as the views show it: its host ports, and its address on a berth
 // network.
@@ -113,6 +114,29 @@ export function containerSummary(
   };
 }
 
+// Docker's HostConfig security fields (null for an empty list, as Docker shows them), and
+// berth's effective no-new-privileges and seccomp mode.
+function securityView(c: ContainerRecord): Record<string, unknown> {
+  const sec = c.config.security ?? DEFAULT_SECURITY;
+  const list = (l: readonly string[]) => (l.length > 0 ? [...l] : null);
+  return {
+    Privileged: sec.privileged,
+    CapAdd: list(sec.capAdd),
+    CapDrop: list(sec.capDrop),
+    SecurityOpt: list(sec.securityOpt),
+    Devices: sec.devices.map((d) => ({
+      PathOnHost: d.pathOnHost,
+      PathInContainer: d.pathInContainer,
+      CgroupPermissions: d.permissions,
+    })),
+    ...(Object.keys(sec.sysctls).length > 0 ? { Sysctls: { ...sec.sysctls } } : {}),
+    // berth: true unless no-new-privileges=false (Docker's default is false).
+    NoNewPrivileges: sec.noNewPrivileges,
+    // berth: default (berth's profile), custom or unconfined.
+    Seccomp: sec.privileged ? 'unconfined' : sec.seccomp,
+  };
+}
+
 export function containerInspect(
   c: ContainerRecord,
   logPath: string,
@@ -211,6 +235,18 @@ export function containerInspect(
       DnsSearch: [...(c.config.dnsSearch ?? [])],
       AutoRemove: c.config.autoRemove,
       ReadonlyRootfs: true,
+      // Docker's field ('host', or berth's 'auto'); the range is berth's own field.
+      UsernsMode: c.config.userns ? 'auto' : 'host',
+      ...(c.config.userns
+        ? {
+            UsernsMapping: {
+              UidBase: c.config.userns.uidBase,
+              GidBase: c.config.userns.gidBase,
+              Size: c.config.userns.size,
+            },
+          }
+        : {}),
+      ...securityView(c),
       RestartPolicy: {
         Name: c.config.restart?.name ?? 'no',
         MaximumRetryCount: c.config.restart?.maxRetries ?? 0,

@@ -3,7 +3,7 @@
 // cannot execute, 127 not found, otherwise the container's).
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
-import { BerthClient, DEFAULT_HOST } from '../client/index.ts';
+import { BerthClient, DEFAULT_HOST, tlsFilesFrom, type TlsFlags } from '../client/index.ts';
 import type { ContainerSummary, CreateContainerRequest, ResourcesRequest } from '../types/api.ts';
 import { parseSize } from '../util/size.ts';
 import { parseUlimit } from '../util/ulimit.ts';
@@ -15,6 +15,12 @@ import {
 } from './policy-flags.ts';
 import { addMountOptions, applyMountFlags, type MountFlags } from './mount-flags.ts';
 import { addNetworkOptions, networkRequest, type NetworkFlags } from './network-flags.ts';
+import {
+  addSecurityOptions,
+  PRIVILEGED_WARNING,
+  securityRequest,
+  type SecurityFlags,
+} from './security-flags.ts';
 import { BerthError, errorMessage } from '../util/errors.ts';
 import { formatItems, table, truncate } from './output.ts';
 import { initialResize, pumpStream } from './streams.ts';
@@ -90,7 +96,7 @@ function parseLabels(values: string[]): Record<string, string> {
   return out;
 }
 
-interface CreateFlags extends LimitFlags, PolicyFlags, MountFlags, NetworkFlags {
+interface CreateFlags extends LimitFlags, PolicyFlags, MountFlags, NetworkFlags, SecurityFlags {
   name?: string;
   pull?: string;
   platform?: string;
@@ -109,10 +115,11 @@ interface CreateFlags extends LimitFlags, PolicyFlags, MountFlags, NetworkFlags 
   stopTimeout?: string;
   logOpt: string[];
   ulimit: string[];
+  userns?: string;
 }
 
 function addCreateOptions(c: Command): Command {
-  return addNetworkOptions(addMountOptions(addPolicyOptions(c)))
+  return addSecurityOptions(addNetworkOptions(addMountOptions(addPolicyOptions(c))))
     .option('--name <name>', 'assign a name to the container')
     .option('--pull <policy>', 'pull the image: missing (default), always, never')
     .option('--platform <os/arch[/variant]>', 'the platform to pull when pulling')
@@ -139,6 +146,7 @@ function addCreateOptions(c: Command): Command {
     .option('--pids-limit <n>', 'process limit (-1 for unlimited)')
     .option('--blkio-weight <weight>', 'block I/O weight, 10 to 1000')
     .option('--ulimit <name=soft[:hard]>', 'an rlimit, like nofile=1024:2048', collect, [])
+    .option('--userns <mode>', 'user namespace: auto (root is an unprivileged host uid) or host')
     .helpOption('--help', 'display help for command');
 }
 
@@ -191,6 +199,9 @@ function createRequest(image: string, cmd: string[], f: CreateFlags): CreateCont
   if (health) req.healthcheck = health;
   applyMountFlags(req, f);
   Object.assign(req, networkRequest(f));
+  Object.assign(req, securityRequest(f));
+  // Loud on purpose: a privileged container is root on the host.
+  if (f.privileged) process.stderr.write(PRIVILEGED_WARNING);
   if (cmd.length > 0) req.cmd = cmd;
   if (f.name !== undefined) req.name = f.name;
   if (f.workdir !== undefined) req.workdir = f.workdir;
@@ -205,6 +216,7 @@ function createRequest(image: string, cmd: string[], f: CreateFlags): CreateCont
   if (f.interactive) req.openStdin = true;
   if (f.rm) req.autoRemove = true;
   if (f.network !== undefined) req.networkMode = f.network;
+  if (f.userns !== undefined) req.userns = f.userns;
   if (f.stopSignal !== undefined) req.stopSignal = f.stopSignal;
   if (f.logOpt.length > 0) {
     const opts: Record<string, string> = {};
@@ -272,14 +284,26 @@ export function buildProgram(
 ): Command {
   const program = new Command('berth')
     .description('berth: a production container host agent')
-    .option('-H, --host <url>', 'berthd socket', process.env['BERTH_HOST'] ?? DEFAULT_HOST)
+    .option(
+      '-H, --host <url>',
+      'berthd: unix:///path/to.sock or tcp://HOST:PORT (env BERTH_HOST)',
+      process.env['BERTH_HOST'] || DEFAULT_HOST,
+    )
+    .option('--tlsverify', 'use mutual TLS and verify berthd (env BERTH_TLS_VERIFY)')
+    .option('--tlscacert <file>', 'trust certificates signed by this CA (default CERT_PATH/ca.pem)')
+    .option('--tlscert <file>', 'client certificate (default CERT_PATH/cert.pem)')
+    .option('--tlskey <file>', "client certificate's key (default CERT_PATH/key.pem)")
     .enablePositionalOptions()
     .showHelpAfterError(false)
     .configureOutput({ writeErr: (s) => process.stderr.write(s) })
     // Before any subcommand exists, so every one inherits it: usage errors exit 125.
     .exitOverride();
 
-  const client = () => new BerthClient((program.opts() as { host: string }).host);
+  // CERT_PATH: BERTH_CERT_PATH, else ~/.berth (Docker's DOCKER_CERT_PATH and ~/.docker).
+  const client = () => {
+    const o = program.opts() as TlsFlags & { host: string };
+    return new BerthClient(o.host, { tls: tlsFilesFrom(o) });
+  };
 
   // ---- run / create / start ----
 

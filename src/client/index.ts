@@ -1,9 +1,14 @@
-// Typed client for berthd's native API over its unix socket. Uses node:http directly:
-// it loads in a few milliseconds, which `berth run` pays on every call.
+// Typed client for berthd's native API over its unix socket, or over TCP with mutual TLS
+// (Docker's -H tcp:// with --tlsverify). Uses node:http directly: it loads in a few
+// milliseconds, which `berth run` pays on every call.
 import type * as Http from 'node:http';
-import type { IncomingMessage } from 'node:http';
+import type * as Https from 'node:https';
+import type { ClientRequest, IncomingMessage, RequestOptions } from 'node:http';
+import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import type {
   ContainerSummary,
@@ -23,7 +28,8 @@ import { BerthError, ERROR_CODES, type ErrorCode } from '../util/errors.ts';
 
 // Importing node:http as an ES module evaluates all its exports, and one of them is a lazy
 // getter that loads undici: ~15 ms on every CLI call. require() leaves it lazy.
-const { request } = createRequire(import.meta.url)('node:http') as typeof Http;
+const requireBuiltin = createRequire(import.meta.url);
+const { request: httpRequest } = requireBuiltin('node:http') as typeof Http;
 
 export interface WaitResult {
   StatusCode: number;
@@ -145,14 +151,113 @@ async function* jsonLines<T>(res: IncomingMessage): AsyncGenerator<T> {
 
 export const DEFAULT_HOST = 'unix:///run/berth/berth.sock';
 
-export function socketPathOf(host: string): string {
-  if (host.startsWith('unix://')) return host.slice('unix://'.length);
-  if (host.startsWith('/')) return host;
+export type Endpoint =
+  | { readonly kind: 'unix'; readonly socketPath: string }
+  | { readonly kind: 'tcp'; readonly host: string; readonly port: number };
+
+// unix:///path (or a bare /path) and tcp://HOST:PORT, Docker's -H forms.
+export function parseHost(host: string): Endpoint {
+  if (host.startsWith('unix://')) return { kind: 'unix', socketPath: host.slice('unix://'.length) };
+  if (host.startsWith('/')) return { kind: 'unix', socketPath: host };
+  if (host.startsWith('tcp://')) {
+    let u: URL | undefined;
+    try {
+      u = new URL(host);
+    } catch {
+      u = undefined;
+    }
+    const port = Number(u?.port);
+    if (
+      u &&
+      u.hostname &&
+      Number.isInteger(port) &&
+      port > 0 &&
+      port < 65536 &&
+      (u.pathname === '' || u.pathname === '/')
+    )
+      return { kind: 'tcp', host: u.hostname.replace(/^\[(.*)\]$/, '$1'), port };
+  }
   throw new BerthError(
     'INVALID_ARGUMENT',
-    `Invalid host: ${host} (expected unix:///path/to/berth.sock)`,
+    `Invalid host: ${host} (expected unix:///path/to/berth.sock or tcp://HOST:PORT)`,
     { field: 'host' },
   );
+}
+
+export function socketPathOf(host: string): string {
+  const e = parseHost(host);
+  if (e.kind === 'unix') return e.socketPath;
+  throw new BerthError('INVALID_ARGUMENT', `Invalid host: ${host} is not a unix socket`, {
+    field: 'host',
+  });
+}
+
+// The files of a mutual TLS connection: berthd's CA, and this client's certificate and key.
+export interface TlsFiles {
+  readonly ca: string;
+  readonly cert: string;
+  readonly key: string;
+}
+
+export interface TlsFlags {
+  tlsverify?: boolean;
+  tlscacert?: string;
+  tlscert?: string;
+  tlskey?: string;
+}
+
+// Docker's rules, with BERTH_ for DOCKER_: TLS when --tlsverify or BERTH_TLS_VERIFY is set
+// (or a TLS file is named); the files default to ca.pem, cert.pem and key.pem in
+// BERTH_CERT_PATH, else ~/.berth. With TLS the daemon is always verified against the CA:
+// there is no unverified mode.
+export function tlsFilesFrom(
+  f: TlsFlags,
+  env: NodeJS.ProcessEnv = process.env,
+): TlsFiles | undefined {
+  const envVerify = env['BERTH_TLS_VERIFY'];
+  const on =
+    f.tlsverify === true ||
+    (envVerify !== undefined && envVerify !== '' && envVerify !== '0' && envVerify !== 'false') ||
+    f.tlscacert !== undefined ||
+    f.tlscert !== undefined ||
+    f.tlskey !== undefined;
+  if (!on) return undefined;
+  const dir = env['BERTH_CERT_PATH'] || join(homedir(), '.berth');
+  return {
+    ca: f.tlscacert ?? join(dir, 'ca.pem'),
+    cert: f.tlscert ?? join(dir, 'cert.pem'),
+    key: f.tlskey ?? join(dir, 'key.pem'),
+  };
+}
+
+interface TlsMaterial {
+  readonly ca: Buffer;
+  readonly cert: Buffer;
+  readonly key: Buffer;
+}
+
+function readTls(files: TlsFiles): TlsMaterial {
+  const read = (path: string, field: string) => {
+    try {
+      return readFileSync(path);
+    } catch (e) {
+      throw new BerthError(
+        'INVALID_ARGUMENT',
+        `Invalid ${field}: ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+        { field },
+      );
+    }
+  };
+  return {
+    ca: read(files.ca, 'tlscacert'),
+    cert: read(files.cert, 'tlscert'),
+    key: read(files.key, 'tlskey'),
+  };
+}
+
+export interface ClientOptions {
+  // Used for tcp:// hosts only (as Docker does); a unix socket is guarded by its mode.
+  readonly tls?: TlsFiles | undefined;
 }
 
 type Query = Record<string, string | number | boolean | undefined>;
@@ -177,17 +282,45 @@ function toError(status: number, body: string): BerthError {
 }
 
 export class BerthClient {
-  readonly socketPath: string;
+  readonly endpoint: Endpoint;
+  private readonly tls: TlsMaterial | undefined;
 
-  constructor(host: string = DEFAULT_HOST) {
-    this.socketPath = socketPathOf(host);
+  constructor(host: string = DEFAULT_HOST, opts: ClientOptions = {}) {
+    this.endpoint = parseHost(host);
+    this.tls = this.endpoint.kind === 'tcp' && opts.tls ? readTls(opts.tls) : undefined;
+  }
+
+  get address(): string {
+    const e = this.endpoint;
+    if (e.kind === 'unix') return `unix://${e.socketPath}`;
+    return `tcp://${e.host.includes(':') ? `[${e.host}]` : e.host}:${e.port}`;
   }
 
   private unavailable(e: Error): BerthError {
+    const code = (e as NodeJS.ErrnoException).code;
+    // A TLS failure's code alone (ERR_SSL_...) says little; its message says which side
+    // refused whom.
+    const why = this.tls ? e.message : (code ?? e.message);
     return new BerthError(
       'DAEMON_UNAVAILABLE',
-      `Cannot connect to berthd at unix://${this.socketPath}: ${(e as NodeJS.ErrnoException).code ?? e.message}. Is it running?`,
+      `Cannot connect to berthd at ${this.address}: ${why}. Is it running?`,
     );
+  }
+
+  private send(o: RequestOptions): ClientRequest {
+    const e = this.endpoint;
+    if (e.kind === 'unix') return httpRequest({ ...o, socketPath: e.socketPath });
+    if (!this.tls) return httpRequest({ ...o, host: e.host, port: e.port });
+    const { request } = requireBuiltin('node:https') as typeof Https;
+    return request({
+      ...o,
+      host: e.host,
+      port: e.port,
+      ca: this.tls.ca,
+      cert: this.tls.cert,
+      key: this.tls.key,
+      minVersion: 'TLSv1.2',
+    });
   }
 
   private raw(
@@ -205,7 +338,7 @@ export class BerthClient {
       } else if (opts.stream) {
         headers['Content-Type'] = opts.contentType ?? 'application/octet-stream';
       }
-      const req = request({ socketPath: this.socketPath, method, path, headers });
+      const req = this.send({ method, path, headers });
       req.on('response', resolve);
       req.on('error', (e) => reject(this.unavailable(e)));
       if (opts.stream) opts.stream.pipe(req);
@@ -249,8 +382,7 @@ export class BerthClient {
   // Opens a hijacked bidirectional stream (attach, exec start).
   upgrade(path: string, query?: Query): Promise<Socket> {
     return new Promise((resolve, reject) => {
-      const req = request({
-        socketPath: this.socketPath,
+      const req = this.send({
         method: 'POST',
         path: withQuery(path, query),
         headers: { Connection: 'Upgrade', Upgrade: 'tcp' },

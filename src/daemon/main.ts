@@ -1,12 +1,13 @@
 // The composition root: reads options, opens the store, builds the drivers, the engine and
 // the API in this one file, and handles signals. Nothing else constructs long-lived parts.
 import { existsSync } from 'node:fs';
-import { chmod, mkdir, rm, statfs } from 'node:fs/promises';
+import { mkdir, statfs } from 'node:fs/promises';
+import type { Server as NetServer } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import pino from 'pino';
-import { buildApi } from '../api/server.ts';
+import { buildApi, type ApiDeps } from '../api/server.ts';
 import { startMetricsListener } from '../api/metrics.ts';
 import { Cgroups } from '../cgroups/index.ts';
 import {
@@ -27,6 +28,7 @@ import {
   parseLogOpts,
   parseSize,
 } from '../engine/index.ts';
+import { usernsOptions } from '../engine/userns.ts';
 import { parseDurationMs } from '../util/time.ts';
 import { HostAddress } from '../network/host-address.ts';
 import { CredentialStore } from '../images/credentials.ts';
@@ -36,6 +38,7 @@ import { Store } from '../store/index.ts';
 import { BerthError, errorMessage } from '../util/errors.ts';
 import { lockRoot } from './lock.ts';
 import { pruneEvents, startEventRetention } from './event-retention.ts';
+import { formatAddress, listenTcp, listenUnix, loadTls, planListeners } from './listeners.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 // dist/src/daemon -> repository root
@@ -45,6 +48,14 @@ export interface DaemonOptions {
   root: string;
   runRoot: string;
   socket: string;
+  // Extra API listeners, Docker's -H: tcp://HOST:PORT (mutual TLS), or unix:// for the socket.
+  host: string[];
+  group: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  tlsCa?: string;
+  insecureTcp?: boolean;
+  apiReadTimeout: string;
   runc: string;
   monitor: string;
   busybox: string;
@@ -63,6 +74,8 @@ export interface DaemonOptions {
   bridgeSubnet: string;
   advertiseIp?: string;
   portRange: string;
+  usernsDefault: string;
+  usernsPool?: string;
   bridgeName: string;
   insecureRegistry: string[];
   registryCertsDir: string;
@@ -74,6 +87,29 @@ export function daemonCommand(): Command {
     .option('--root <dir>', 'data root (store, logs, images)', '/var/lib/berth')
     .option('--run-root <dir>', 'run root (socket, bundles, monitor state)', '/run/berth')
     .option('--socket <path>', 'API socket (default: RUN_ROOT/berth.sock)')
+    .option(
+      '-H, --host <unix://PATH|tcp://HOST:PORT>',
+      'serve the API here too (repeatable); tcp:// needs --tls-cert, --tls-key and --tls-ca',
+      (v: string, p: string[]) => [...p, v],
+      [],
+    )
+    .option(
+      '--group <name|gid>',
+      'group owning the API socket, mode 0660 (missing group or "": root only)',
+      'berth',
+    )
+    .option('--tls-cert <file>', "berthd's TLS certificate (PEM) for its tcp:// listeners")
+    .option('--tls-key <file>', "the certificate's private key (PEM)")
+    .option('--tls-ca <file>', 'CA certificates (PEM) that client certificates must chain to')
+    .option(
+      '--insecure-tcp',
+      'serve tcp:// listeners WITHOUT TLS or authentication (anyone who connects is root)',
+    )
+    .option(
+      '--api-read-timeout <duration>',
+      "how long a client may take to send a request's headers, or pause in its body",
+      '60s',
+    )
     .option('--runc <path>', 'OCI runtime binary', '/usr/sbin/runc')
     .option('--monitor <path>', 'berth-monitor binary', join(repoRoot, 'monitor', 'berth-monitor'))
     .option('--busybox <path>', 'static busybox for the built-in image', '/bin/busybox')
@@ -115,6 +151,15 @@ export function daemonCommand(): Command {
     )
     .option('--port-range <from-to>', 'host ports allocated for -p and --port', '20000-32000')
     .option(
+      '--userns-default <mode>',
+      'user namespace of a container created without --userns: host or auto',
+      'host',
+    )
+    .option(
+      '--userns-pool <start:count>',
+      "host ids --userns=auto ranges come from (default: user berth's /etc/subuid and /etc/subgid, else 100000000:2000000000)",
+    )
+    .option(
       '--bridge-name <ifname>',
       'Linux bridge of the default network (give berthds that share a host each their own)',
       'berth0',
@@ -132,11 +177,21 @@ export function daemonCommand(): Command {
     )
     .action(async (o: Omit<DaemonOptions, 'socket'> & { socket?: string }) => {
       const runRoot = resolve(o.runRoot);
+      // -H unix://PATH is the socket too (Docker's spelling); checked with the TCP flags.
+      const plan = planListeners({
+        hosts: o.host,
+        socket: o.socket === undefined ? undefined : resolve(o.socket),
+        defaultSocket: join(runRoot, 'berth.sock'),
+        tlsCert: o.tlsCert,
+        tlsKey: o.tlsKey,
+        tlsCa: o.tlsCa,
+        insecureTcp: o.insecureTcp ?? false,
+      });
       await runDaemon({
         ...o,
         root: resolve(o.root),
         runRoot,
-        socket: resolve(o.socket ?? join(runRoot, 'berth.sock')),
+        socket: resolve(plan.socket),
       });
     });
 }
@@ -154,8 +209,29 @@ export async function runDaemon(o: DaemonOptions): Promise<void> {
     if (!existsSync(bin))
       throw new BerthError('INVALID_ARGUMENT', `Missing ${bin}: run the set-up first (see README)`);
   }
+  const apiReadTimeoutMs = parseDurationMs(o.apiReadTimeout);
+  if (apiReadTimeoutMs === undefined || apiReadTimeoutMs < 1000) {
+    throw new BerthError(
+      'INVALID_ARGUMENT',
+      `Invalid api-read-timeout: "${o.apiReadTimeout}" is not a duration of at least 1s`,
+    );
+  }
+  // Refused before anything is opened: a TCP listener without mutual TLS, half the TLS
+  // files, or files that do not make a key pair.
+  const listeners = planListeners({
+    hosts: o.host,
+    socket: o.socket,
+    defaultSocket: o.socket,
+    tlsCert: o.tlsCert,
+    tlsKey: o.tlsKey,
+    tlsCa: o.tlsCa,
+    insecureTcp: o.insecureTcp ?? false,
+  });
+  const tlsContext = listeners.tls ? await loadTls(listeners.tls) : undefined;
   await mkdir(o.root, { recursive: true, mode: 0o711 });
   await mkdir(join(o.root, 'images'), { recursive: true, mode: 0o700 });
+  // Searchable, not listable: the socket in it is reached by its group (listeners.ts).
+  await mkdir(o.runRoot, { recursive: true, mode: 0o711 });
   await mkdir(join(o.runRoot, 'c'), { recursive: true, mode: 0o700 });
   await mkdir(join(o.root, 'logs'), { recursive: true, mode: 0o700 });
   const logOpts: Record<string, string> = {};
@@ -228,6 +304,9 @@ export async function runDaemon(o: DaemonOptions): Promise<void> {
     events,
     log,
   );
+  const userns = usernsOptions(o.usernsDefault, o.usernsPool);
+  for (const w of userns.warnings) log.warn(w);
+  log.info({ ...userns.options, source: userns.source }, 'user namespaces');
   const containers = new ContainerEngine(store, images, logs, runc, cgroups, events, log, {
     dataRoot: o.root,
     runRoot: o.runRoot,
@@ -238,6 +317,7 @@ export async function runDaemon(o: DaemonOptions): Promise<void> {
     shmSizeBytes: 64 * 1024 * 1024,
     writableSizeBytes: parseSize(o.writableSize, 'writable-size'),
     highWater: highWaterFraction(o.dataHighWater),
+    userns: userns.options,
   });
   const exec = new ExecService(containers, images, runc, o.monitor);
   logs.startJanitor();
@@ -290,7 +370,7 @@ export async function runDaemon(o: DaemonOptions): Promise<void> {
   log.info({ ...rec, ms: Math.round(performance.now() - t0) }, 'containers reconciled');
 
   const version = process.env['npm_package_version'] ?? '0.1.0';
-  const { app, upgrades, registry } = buildApi({
+  const apiDeps: ApiDeps = {
     containers,
     images,
     transfer,
@@ -303,31 +383,58 @@ export async function runDaemon(o: DaemonOptions): Promise<void> {
     volumes,
     networks,
     version,
-  });
+    limits: { readTimeoutMs: apiReadTimeoutMs },
+  };
+  const { app, upgrades, registry } = buildApi(apiDeps);
   app.server.on('upgrade', (req, sock, head) => {
     upgrades.handle(req, sock, head).catch((e: unknown) => {
       log.error({ err: errorMessage(e) }, 'upgrade failed');
       sock.destroy();
     });
   });
-  await rm(o.socket, { force: true });
-  await mkdir(dirname(o.socket), { recursive: true });
-  await app.listen({ path: o.socket });
+  // berthd binds its HTTP server itself (listeners.ts), so the socket never exists with
+  // looser permissions than root and its group; TCP listeners feed the same server.
+  await app.ready();
+  const { gid } = await listenUnix(app.server, o.socket, o.group, log);
+  const tcpServers: NetServer[] = [];
+  for (const addr of listeners.tcp) {
+    tcpServers.push(
+      await listenTcp(
+        app.server,
+        addr,
+        {
+          ...(tlsContext ? { tls: tlsContext } : {}),
+          handshakeTimeoutMs: apiReadTimeoutMs,
+        },
+        log,
+      ),
+    );
+  }
+  const tcp = listeners.tcp.map(formatAddress);
   stats.start();
   const metricsServer = o.metricsAddr
     ? await startMetricsListener(o.metricsAddr, registry)
     : undefined;
-  await chmod(o.socket, 0o660);
   store.tx(() =>
     events.append({
       type: 'daemon',
       action: 'start',
       actorId: String(process.pid),
-      attributes: { socket: o.socket },
+      attributes: {
+        socket: o.socket,
+        ...(tcp.length > 0 ? { tcp: tcp.join(','), tls: listeners.tls ? 'mutual' : 'none' } : {}),
+      },
     }),
   );
   log.info(
-    { socket: o.socket, root: o.root, runRoot: o.runRoot, cgroup: cgroups.version },
+    {
+      socket: o.socket,
+      socketGroup: gid ?? null,
+      ...(tcp.length > 0 ? { tcp, tls: listeners.tls ? 'mutual' : 'NONE' } : {}),
+      root: o.root,
+      runRoot: o.runRoot,
+      cgroup: cgroups.version,
+    },
     'berthd ready',
   );
 
@@ -348,8 +455,10 @@ export async function runDaemon(o: DaemonOptions): Promise<void> {
     stopRetention();
     metricsServer?.close();
     containers.detachAll();
+    for (const s of tcpServers) s.close();
     // Hijacked streams (attach, logs -f) would hold close() open forever.
     app.server.closeAllConnections();
+    app.server.close();
     await app.close().catch(() => undefined);
     store.close();
     lock.close();

@@ -20,7 +20,10 @@ export interface NetworkProvider {
   attach(
     containerId: string,
     network: string,
-    opts: { portMappings: readonly PortMapping[] },
+    opts: {
+      portMappings: readonly PortMapping[];
+      makeNetns?: ((path: string) => Promise<void>) | undefined;
+    },
   ): Promise<NetworkAttachment>;
   detach(containerId: string): Promise<void>;
   attachment(containerId: string): NetworkAttachment | undefined;
@@ -115,7 +118,12 @@ export class ContainerNetwork {
 
   // The container's network, made before its bundle: its own namespace on a berth network
   // (with its host ports mapped), or another container's.
-  async connect(c: ContainerRecord, get: (id: string) => ContainerRecord): Promise<NetInfo> {
+  // makeNetns: see NetworkService.attach.
+  async connect(
+    c: ContainerRecord,
+    get: (id: string) => ContainerRecord,
+    makeNetns?: (path: string) => Promise<void>,
+  ): Promise<NetInfo> {
     const mode = c.config.networkMode;
     if (mode === 'host') return { ip: await this.networking().hostAddress.get() };
     if (mode === 'none') return { ip: NONE_MODE_IP };
@@ -136,6 +144,7 @@ export class ContainerNetwork {
         protocol: b.protocol,
         hostIP: b.hostIP,
       })),
+      makeNetns,
     });
     await this.refreshPeers(c.config.network ?? 'bridge', c.id);
     return { netnsPath: a.netnsPath, ip: a.ip };

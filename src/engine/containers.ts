@@ -41,6 +41,7 @@ import type {
   CreateContainerRequest,
   MountRequest,
   ResourcesRequest,
+  RestartPolicyRequest,
   WaitCondition,
 } from '../types/api.ts';
 import type {
@@ -68,6 +69,7 @@ import { newContainerRecord } from './records.ts';
 import { ContainerNetwork, type NetInfo, type Networking } from './container-network.ts';
 import { checkHealthcheck } from './health-config.ts';
 import { checkMounts, defaultTmpfs, ociMounts } from './mounts.ts';
+import { checkSecurity, processSecurity, specSecurity } from './security.ts';
 import { runProbe } from './health-exec.ts';
 import { HealthService } from './health.ts';
 import {
@@ -76,6 +78,16 @@ import {
   NO_RESTART as NO_RESTART_POLICY,
   startsWithDaemon,
 } from './restart-policy.ts';
+import {
+  DEFAULT_USERNS_POOL,
+  prepareUsernsRoot,
+  releaseUserns,
+  startUserns,
+  UsernsAllocator,
+  usernsFile,
+  usernsLowers,
+  type UsernsOptions,
+} from './userns.ts';
 
 // What the engine needs of the volume service.
 export interface VolumeProvider {
@@ -98,6 +110,8 @@ export interface ContainerEngineOptions {
   readonly writableSizeBytes: number;
   // Fraction of the data filesystem in use above which creates are refused (1: never).
   readonly highWater: number;
+  // --userns-default and the pool of --userns=auto ranges; absent: host, the default pool.
+  readonly userns?: UsernsOptions;
 }
 
 interface AttachClient {
@@ -148,6 +162,7 @@ export class ContainerEngine {
   private readonly health: HealthService;
   private volumes: VolumeProvider | undefined;
   private readonly network: ContainerNetwork;
+  private readonly userns: UsernsAllocator;
 
   constructor(
     store: Store,
@@ -169,6 +184,10 @@ export class ContainerEngine {
     this.opts = opts;
     this.notify.setMaxListeners(0);
     this.network = new ContainerNetwork(store, log, (id) => this.stateDir(id));
+    this.userns = new UsernsAllocator(
+      store,
+      opts.userns ?? { defaultMode: 'host', pool: DEFAULT_USERNS_POOL },
+    );
     this.health = new HealthService(
       {
         probe: (id, argv, timeoutMs) => this.probe(id, argv, timeoutMs),
@@ -201,6 +220,10 @@ export class ContainerEngine {
       join(this.opts.dataRoot, 'containers', id),
       join(this.opts.runRoot, 'mnt', id),
     );
+  }
+
+  private mntDir(id: string): string {
+    return join(this.opts.runRoot, 'mnt', id);
   }
 
   private mountpointRoot(id: string): MountpointRoot {
@@ -281,7 +304,9 @@ export class ContainerEngine {
     const log = parseLogOpts(req.logOpts ?? {}, this.logs.defaults);
     const resources = checkResources(req.resources ?? {}, this.host);
     const mounts = checkMounts(req.mounts);
-    await this.prepareMountSources(mounts, req.mounts ?? []);
+    // Before prepareMountSources, which makes host directories and volumes.
+    const security = await checkSecurity(req, networkMode);
+    const usernsMode = this.userns.mode(req, networkMode);
     if (
       req.shmSizeBytes !== undefined &&
       !(Number.isInteger(req.shmSizeBytes) && req.shmSizeBytes >= 4096)
@@ -306,6 +331,9 @@ export class ContainerEngine {
     const healthcheck = checkHealthcheck(req.healthcheck, image.config.healthcheck);
     const user = req.user ?? image.config.user;
     await resolveUser(await this.images.root(image.id), user); // fail at create, not at start
+    // Last of the checks: it makes host directories (createHostPath) and named volumes, so
+    // a request refused for any other field must not get this far.
+    await this.prepareMountSources(mounts, req.mounts ?? []);
 
     const id = newId();
     const config: ContainerConfig = {
@@ -344,6 +372,7 @@ export class ContainerEngine {
           }
         : {}),
       ...(req.tty && req.consoleSize ? { consoleSize: req.consoleSize } : {}),
+      security,
     };
     const rec = newContainerRecord(id, '', config, toLogTime(Date.now()));
     // Creating a container only writes the store: everything on disk is made at start,
@@ -358,7 +387,9 @@ export class ContainerEngine {
         );
       }
       name ??= generateName((n) => this.store.containers.byName(n) !== undefined);
-      this.store.containers.insert({ ...rec, name });
+      // A user namespace's range is taken in the same commit as the row (store/userns.ts).
+      const made = this.userns.assign(rec, usernsMode);
+      this.store.containers.insert({ ...made, name });
       // Host ports are the container's from create to removal, so they survive restarts;
       // allocated in the insert's transaction, so a clash leaves no container behind.
       this.network.allocatePorts(id, portRequests);
@@ -368,7 +399,7 @@ export class ContainerEngine {
         actorId: id,
         attributes: this.attrs(config, name),
       });
-      return { ...rec, name };
+      return { ...made, name };
     });
   }
 
@@ -427,8 +458,14 @@ export class ContainerEngine {
     return this.volumes.mountpoint(name);
   }
 
+  // A privileged container says so in every event about it (create and start included).
   private attrs(config: ContainerConfig, name: string): Record<string, string> {
-    return { ...config.labels, name, image: config.image };
+    return {
+      ...config.labels,
+      name,
+      image: config.image,
+      ...(config.security?.privileged ? { privileged: 'true' } : {}),
+    };
   }
 
   // ---- start ----
@@ -465,7 +502,11 @@ export class ContainerEngine {
       if (c.config.writable) await mountWritable(this.writable(id), c.config.writable.sizeBytes);
       for (const m of c.config.mounts ?? [])
         if (m.type === 'volume') await this.volumes?.prepare(m.source);
-      const net = await this.network.connect(c, (x) => this.get(x));
+      // A user namespace is made before the network, whose namespace it must own.
+      const ns = await startUserns(c, this.opts.monitorBinary, this.mntDir(id), () =>
+        this.network.disconnect(c),
+      );
+      const net = await this.network.connect(c, (x) => this.get(x), ns?.makeNetns);
       const { dir: bundle, mountpointRoot } = await this.writeBundle(c, net);
       const imageRoot = await this.images.root(c.config.imageId);
       await this.logs.prepare(id, c.name, c.config);
@@ -486,6 +527,14 @@ export class ContainerEngine {
         logMaxSize: c.config.log.maxSize,
         logMaxFiles: c.config.log.maxFiles,
         restartArgs: monitorRestartArgs(c.config.restart ?? NO_RESTART_POLICY, restartCount),
+        ...(c.config.userns
+          ? {
+              idmap: {
+                ...c.config.userns,
+                lowers: await usernsLowers(this.images, this.store, c.config.imageId),
+              },
+            }
+          : {}),
         ...(c.config.writable
           ? {
               overlay: {
@@ -632,11 +681,26 @@ export class ContainerEngine {
       ...(net.netnsPath ? { netnsPath: net.netnsPath } : {}),
       consoleSize: c.config.consoleSize,
       resources: c.config.resources,
+      security: await specSecurity(c.config),
+      userns: c.config.userns && { ...c.config.userns, path: usernsFile(this.mntDir(c.id)) },
     });
     let mountpointRoot: MountpointRoot | undefined;
     if (!c.config.writable && (await needsMountpoints(rootfs, spec.mounts))) {
       mountpointRoot = this.mountpointRoot(c.id);
       await prepareMountpointRoot(mountpointRoot);
+      spec.root.path = mountpointRoot.merged;
+    }
+    // A user namespace: always a root of its own, over the image's layers idmapped.
+    if (c.config.userns) {
+      mountpointRoot = await prepareUsernsRoot({
+        mapping: c.config.userns,
+        merged: this.mountpointRoot(c.id).merged,
+        mountpointRoot,
+        writableUpper: c.config.writable ? this.writable(c.id).upper : undefined,
+        ownFiles: [etc.hosts, etc.hostname, etc.resolvConf, netDir, join(netDir, 'network.json')],
+        volumes: mounts.filter((m) => m.type === 'volume').map((m) => this.volumePath(m.source)),
+        runRoot: this.opts.runRoot,
+      });
       spec.root.path = mountpointRoot.merged;
     }
     await writeFile(join(dir, 'config.json'), JSON.stringify(spec));
@@ -645,8 +709,12 @@ export class ContainerEngine {
 
   private async rewriteBundleResources(id: string, linux: Record<string, unknown>): Promise<void> {
     const file = join(this.stateDir(id), 'config.json');
-    const spec = JSON.parse(await readFile(file, 'utf8')) as { linux?: Record<string, unknown> };
-    spec.linux = { ...spec.linux, resources: linux };
+    const spec = JSON.parse(await readFile(file, 'utf8')) as {
+      linux?: { resources?: { devices?: unknown } } & Record<string, unknown>;
+    };
+    // The device rules were resolved at start (--device, --privileged): an update keeps them.
+    const devices = spec.linux?.resources?.devices ?? linux['devices'];
+    spec.linux = { ...spec.linux, resources: { ...linux, devices } };
     await writeFile(`${file}.tmp`, JSON.stringify(spec));
     await rename(`${file}.tmp`, file);
   }
@@ -668,6 +736,7 @@ export class ContainerEngine {
     const p = this.writable(id);
     try {
       await unmountWritable(p);
+      await releaseUserns(usernsFile(this.mntDir(id)));
       await rm(join(this.opts.runRoot, 'mnt', id), { recursive: true, force: true });
     } catch (e) {
       this.log.warn({ id, err: errorMessage(e) }, 'unmounting the writable root failed');
@@ -1193,6 +1262,39 @@ export class ContainerEngine {
     });
   }
 
+  // Docker's `update --restart`: the policy is recorded and applies from the next start
+  // (the monitor of a running container was launched with the old one); `no` also ends
+  // the current monitor's restarts at once.
+  setRestartPolicy(ref: string, req: RestartPolicyRequest): Promise<ContainerRecord> {
+    const c = this.resolve(ref);
+    return this.mutex.run(c.id, async () => {
+      const cur = this.get(c.id);
+      const old = cur.config.restart ?? NO_RESTART_POLICY;
+      const restart = checkRestartPolicy({
+        delayMs: old.delayMs,
+        maxDelayMs: old.maxDelayMs,
+        factor: old.factor,
+        resetAfterMs: old.resetAfterMs,
+        jitter: old.jitter,
+        ...req,
+      });
+      if (restart.name !== 'no' && cur.config.autoRemove)
+        throw invalid('restartPolicy', 'cannot be set on a container that is removed on exit');
+      const live = this.live.get(c.id);
+      if (restart.name === 'no' && live) await live.conn.request('hold').catch(() => undefined);
+      return this.store.tx(() => {
+        const r = this.store.containers.updateConfig(c.id, { ...cur.config, restart });
+        this.events.append({
+          type: 'container',
+          action: 'update',
+          actorId: c.id,
+          attributes: this.attrs(cur.config, cur.name),
+        });
+        return r;
+      });
+    });
+  }
+
   async monitorStats(id: string): Promise<Record<string, number> | undefined> {
     const live = this.live.get(id);
     if (!live) return undefined;
@@ -1428,6 +1530,7 @@ export class ContainerEngine {
       terminal: false,
       nofileLimit: this.nofile,
       ulimits: c.config.resources?.ulimits,
+      ...processSecurity(c.config),
     });
     return runProbe(this.runc, id, proc, timeoutMs);
   }

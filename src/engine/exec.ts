@@ -16,6 +16,7 @@ import { frame, STDERR, STDOUT } from '../util/stream-frame.ts';
 import { mergeEnv, type ContainerEngine } from './containers.ts';
 import type { ImageService } from './images.ts';
 import { assertCan } from './lifecycle.ts';
+import { processSecurity } from './security.ts';
 
 export interface ExecSession {
   readonly id: string;
@@ -125,6 +126,8 @@ export class ExecService {
           nofileLimit: this.nofile,
           consoleSize: s.req.consoleSize,
           ulimits: c.config.resources?.ulimits,
+          // Never more privilege than the container it enters.
+          ...processSecurity(c.config),
         }),
       ),
     );

@@ -20,6 +20,11 @@ export class ImageArchives {
     const release = this.images.holdBlobs();
     try {
       return await this.loadHeld(input, progress, signal);
+    } catch (e) {
+      // What a failed load stored and no image it registered holds, goes.
+      release();
+      await this.images.collect().catch(() => undefined);
+      throw e;
     } finally {
       release();
     }

@@ -4,7 +4,8 @@ import { createReadStream } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { formatPlatform } from '../images/platform.ts';
 import { familiarReference, parseReference, type Reference } from '../images/reference.ts';
-import type { RegistryClient, ResolvedImage } from '../images/registry.ts';
+import { normalizeRegistry } from '../images/credentials.ts';
+import { withCredentials, type RegistryClient, type ResolvedImage } from '../images/registry.ts';
 import { BerthError } from '../util/errors.ts';
 import type { EventBus } from './events.ts';
 import {
@@ -36,9 +37,33 @@ function throttled(
   };
 }
 
+// Credentials a client sent with one pull or push (Docker's X-Registry-Auth), used for it
+// in place of the stored ones; only for the registry they name (any, when they name none).
+export interface OperationCredentials {
+  readonly serverAddress?: string;
+  readonly username: string;
+  readonly password: string;
+}
+
 export interface PullOptions {
   readonly platform?: string;
   readonly signal?: AbortSignal;
+  readonly credentials?: OperationCredentials;
+}
+
+export interface PushOptions {
+  readonly credentials?: OperationCredentials;
+}
+
+function withOperationCredentials<T>(
+  r: Reference,
+  creds: OperationCredentials | undefined,
+  fn: () => Promise<T>,
+): Promise<T> {
+  if (!creds || creds.username === '') return fn();
+  const server = creds.serverAddress ? normalizeRegistry(creds.serverAddress) : undefined;
+  if (server !== undefined && server !== normalizeRegistry(r.registry)) return fn();
+  return withCredentials(r.registry, { username: creds.username, password: creds.password }, fn);
 }
 
 export class ImageTransfer {
@@ -54,6 +79,14 @@ export class ImageTransfer {
 
   async pull(ref: string, progress: ProgressFn, opts: PullOptions = {}): Promise<ImageRecord> {
     const r = parseReference(ref);
+    return withOperationCredentials(r, opts.credentials, () => this.pullNow(r, progress, opts));
+  }
+
+  private async pullNow(
+    r: Reference,
+    progress: ProgressFn,
+    opts: PullOptions,
+  ): Promise<ImageRecord> {
     const name = familiarReference(r);
     const repo = familiarRepo(r);
     const signal = opts.signal ? { signal: opts.signal } : {};
@@ -165,13 +198,29 @@ export class ImageTransfer {
     });
   }
 
-  async push(ref: string, progress: ProgressFn, signal?: AbortSignal): Promise<string> {
+  async push(
+    ref: string,
+    progress: ProgressFn,
+    signal?: AbortSignal,
+    opts: PushOptions = {},
+  ): Promise<string> {
     const r = parseReference(ref);
     if (r.digest !== undefined) {
       throw new BerthError('INVALID_ARGUMENT', `Cannot push a digest reference: ${ref}`, {
         field: 'image',
       });
     }
+    return withOperationCredentials(r, opts.credentials, () =>
+      this.pushNow(ref, r, progress, signal),
+    );
+  }
+
+  private async pushNow(
+    ref: string,
+    r: Reference,
+    progress: ProgressFn,
+    signal: AbortSignal | undefined,
+  ): Promise<string> {
     const img = this.images.resolve(ref);
     const meta = img.meta;
     if (!meta) {

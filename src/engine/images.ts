@@ -206,6 +206,9 @@ export class ImageService {
     try {
       return await this.importLayer(input, name);
     } catch (e) {
+      // A failed import leaves nothing: the blob it stored and the layer it unpacked go.
+      release();
+      await this.collect().catch(() => undefined);
       if (e instanceof BerthError && e.code !== 'IMAGE_INVALID') throw e;
       throw new BerthError(
         'IMAGE_INVALID',

@@ -551,7 +551,12 @@ export class NetworkService {
   async attach(
     containerId: string,
     networkNameOrId: string,
-    opts: { portMappings: readonly PortMapping[] },
+    // makeNetns: makes the namespace at the path instead of `ip netns add` (a container in
+    // a user namespace needs one that namespace owns: engine/userns.ts).
+    opts: {
+      portMappings: readonly PortMapping[];
+      makeNetns?: ((path: string) => Promise<void>) | undefined;
+    },
   ): Promise<NetworkAttachment> {
     validatePortMappings(opts.portMappings);
     const n = this.get(networkNameOrId);
@@ -594,7 +599,11 @@ export class NetworkService {
         await this.markBridge(n);
         // A name of this container's that outlived its record is nobody else's.
         await this.host.deleteNetns(rec.netns);
-        const path = await this.host.createNetns(rec.netns);
+        let path: string;
+        if (opts.makeNetns) {
+          path = this.host.netnsPath(rec.netns);
+          await opts.makeNetns(path);
+        } else path = await this.host.createNetns(rec.netns);
         await this.host.cni.add(
           loopbackConfList(),
           { containerId, netns: path, ifname: 'lo' },

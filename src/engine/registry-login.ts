@@ -4,6 +4,7 @@ import { normalizeRegistry, type CredentialStore } from '../images/credentials.t
 import { parsePlatform } from '../images/platform.ts';
 import { DEFAULT_REGISTRY, parseReference } from '../images/reference.ts';
 import type { RegistryClient } from '../images/registry.ts';
+import { invalid } from '../util/errors.ts';
 
 export class RegistryLogin {
   readonly credentials: CredentialStore;
@@ -17,6 +18,16 @@ export class RegistryLogin {
   async login(server: string, username: string, password: string): Promise<string> {
     const registry = normalizeRegistry(server || DEFAULT_REGISTRY);
     await this.credentials.login(registry, username, password, this.client);
+    return registry;
+  }
+
+  // Checks credentials against the registry as login does, and keeps nothing: Docker's
+  // `POST /auth`, whose clients send their credentials with each pull and push.
+  async check(server: string, username: string, password: string): Promise<string> {
+    const registry = normalizeRegistry(server || DEFAULT_REGISTRY);
+    if (username === '') throw invalid('username', 'must not be empty');
+    if (password === '') throw invalid('password', 'must not be empty');
+    await this.client.checkCredentials(registry, { username, password });
     return registry;
   }
 

@@ -18,6 +18,14 @@ function unescapeMountPath(s: string): string {
   return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
 }
 
+// The root's layers as overlayfs stacks them (topmost first), relative to the images
+// directory: the init layer over the image's.
+function lowerList(layers: readonly string[]): string[] {
+  const lower = [INIT, ...[...layers].reverse()];
+  if (lower.length < 2) lower.push(EMPTY);
+  return lower;
+}
+
 export class ImageRoots {
   readonly dir: string;
   private readonly mounted = new Set<string>();
@@ -71,8 +79,7 @@ export class ImageRoots {
     if (!p) {
       p = (async () => {
         await mkdir(target, { recursive: true, mode: 0o755 });
-        const lower = [INIT, ...[...layers].reverse()];
-        if (lower.length < 2) lower.push(EMPTY);
+        const lower = lowerList(layers);
         // Relative paths, from the images directory: the option string must fit a page.
         await execFile(
           ['mount', '-t', 'overlay', 'overlay', '-o', `ro,lowerdir=${lower.join(':')}`, target],
@@ -88,6 +95,13 @@ export class ImageRoots {
       );
     }
     return p;
+  }
+
+  // The root's lower directories, absolute and topmost first: what a container in a user
+  // namespace has its monitor mount idmapped, each, under an overlay of its own (an
+  // overlay mount cannot itself be idmapped).
+  lowerDirs(layers: readonly string[]): string[] {
+    return lowerList(layers).map((l) => join(this.dir, l));
   }
 
   // Unmounts and removes the image's directory. Containers that were started from it keep

@@ -9,6 +9,7 @@
 // body arrives as the registry sent it (fetch would undo a Content-Encoding, and the digest
 // is of the bytes on the wire); and redirects are followed by hand, so credentials never
 // travel to another origin such as a blob store.
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { createHash, type Hash } from 'node:crypto';
 import { lookup } from 'node:dns/promises';
 import { constants } from 'node:fs';
@@ -263,6 +264,30 @@ export interface FetchedManifest {
   readonly parsed:
     | { readonly kind: 'index'; readonly index: ImageIndex }
     | { readonly kind: 'manifest'; readonly manifest: ImageManifest };
+}
+
+// Credentials one operation brings for one registry (a Docker client's X-Registry-Auth), in
+// place of the stored ones. Its tokens are cached apart, under a hash of the credentials,
+// so another operation never gets a token these credentials earned.
+interface OperationCredentials {
+  readonly registry: string;
+  readonly creds: Credentials;
+  readonly key: string;
+}
+const operationCredentials = new AsyncLocalStorage<OperationCredentials>();
+
+// Runs fn with these credentials for every request it makes to the registry (named as a
+// Reference names it: docker.io, host:port).
+export function withCredentials<T>(
+  registry: string,
+  creds: Credentials,
+  fn: () => Promise<T>,
+): Promise<T> {
+  const key = createHash('sha256')
+    .update(`${creds.username}\0${creds.password}`)
+    .digest('hex')
+    .slice(0, 32);
+  return operationCredentials.run({ registry: registry.toLowerCase(), creds, key }, fn);
 }
 
 export class RegistryClient {
@@ -1230,10 +1255,12 @@ export class RegistryClient {
   ): Promise<string | undefined> {
     const c = ep.challenge;
     if (c === undefined) return undefined;
-    const creds = await this.opts.credentials?.(ep.registry);
+    const given = operationCredentials.getStore();
+    const mine = given?.registry === ep.registry.toLowerCase() ? given : undefined;
+    const creds = mine ? mine.creds : await this.opts.credentials?.(ep.registry);
     if (c.scheme === 'basic') return creds ? basicAuthorization(creds) : undefined;
     if (c.scheme !== 'bearer') return undefined;
-    const key = TokenCache.key(ep.registry, c, scope);
+    const key = TokenCache.key(ep.registry, c, scope) + (mine ? ` ${mine.key}` : '');
     if (fresh) this.tokens.invalidate(key);
     // No abort signal: the fetch is shared by every request waiting for this token, and
     // one caller giving up must not fail the others.

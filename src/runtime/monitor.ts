@@ -21,13 +21,23 @@ export interface MonitorLaunch {
   readonly logMaxFiles: number;
   // --restart* options (see engine/restart-policy.ts).
   readonly restartArgs: readonly string[];
-  // A writable root: the overlay the monitor mounts before each run.
+  // The root the monitor mounts before each run: an overlay on the image (upper and work
+  // '': a read-only one).
   readonly overlay?: {
     readonly lower: string;
     readonly upper: string;
     readonly work: string;
     readonly merged: string;
     readonly reset: boolean;
+  };
+  // A user namespace (--userns=auto): the mapping, and the image's layers (topmost first)
+  // that the monitor mounts idmapped into it as the overlay's lower (`overlay.lower`, the
+  // shared image root, is then only the fallback where the kernel refuses idmapped mounts).
+  readonly idmap?: {
+    readonly uidBase: number;
+    readonly gidBase: number;
+    readonly size: number;
+    readonly lowers: readonly string[];
   };
 }
 
@@ -94,6 +104,11 @@ export function launchMonitor(l: MonitorLaunch): Promise<MonitorStarted> {
     const o = l.overlay;
     args.push('--overlay', [o.lower, o.upper, o.work, o.merged].join(':'));
     if (o.reset) args.push('--overlay-reset');
+  }
+  if (l.idmap) {
+    const m = l.idmap;
+    args.push('--idmap', `${m.uidBase}:${m.gidBase}:${m.size}`);
+    for (const d of m.lowers) args.push('--idmap-lower', d);
   }
 
   return new Promise((resolve, reject) => {

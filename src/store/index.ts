@@ -5,6 +5,7 @@ import { ImageRepo } from './images.ts';
 import { HostPortRepo } from './ports.ts';
 import { NetworkRepo } from './networks.ts';
 import { VolumeRepo } from './volumes.ts';
+import { UsernsRepo } from './userns.ts';
 
 export type * from '../types/domain.ts';
 
@@ -16,6 +17,7 @@ export class Store {
   readonly volumes: VolumeRepo;
   readonly ports: HostPortRepo;
   readonly networks: NetworkRepo;
+  readonly userns: UsernsRepo;
 
   constructor(path: string) {
     this.db = new Database(path);
@@ -25,6 +27,7 @@ export class Store {
     this.volumes = new VolumeRepo(this.db);
     this.ports = new HostPortRepo(this.db);
     this.networks = new NetworkRepo(this.db);
+    this.userns = new UsernsRepo(this.db);
   }
 
   tx<T>(fn: () => T): T {

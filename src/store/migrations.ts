@@ -125,4 +125,16 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX image_digests_image ON image_digests (image_id);
   CREATE INDEX image_tags_image ON image_tags (image_id);
   `,
+  // Subordinate id ranges of containers in a user namespace (--userns=auto): a range is
+  // the container's from create to removal (the cascade frees it with the row); deferred,
+  // so the range is taken before the row that names it in the same transaction.
+  `
+  CREATE TABLE userns_ranges (
+    container_id TEXT PRIMARY KEY
+      REFERENCES containers(id) ON DELETE CASCADE DEFERRABLE INITIALLY DEFERRED,
+    uid_base INTEGER NOT NULL UNIQUE CHECK (uid_base >= 0),
+    gid_base INTEGER NOT NULL UNIQUE CHECK (gid_base >= 0),
+    size INTEGER NOT NULL CHECK (size > 0)
+  );
+  `,
 ];

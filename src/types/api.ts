@@ -28,6 +28,28 @@ export interface CreateContainerRequest extends NetworkCreateFields {
   readWrite?: boolean;
   writableSizeBytes?: number;
   ephemeral?: boolean;
+  // auto: a user namespace of the container's own; host: none; absent or '': the daemon's
+  // default (--userns-default).
+  userns?: string;
+  // Docker's HostConfig security fields.
+  privileged?: boolean;
+  // Capability names, with or without CAP_, or ALL.
+  capAdd?: string[];
+  capDrop?: string[];
+  // seccomp=unconfined, seccomp=<profile JSON>, no-new-privileges[=true|false].
+  securityOpt?: string[];
+  devices?: DeviceRequest[];
+  // Namespaced sysctls only: kernel.msg*, kernel.sem, kernel.shm*, fs.mqueue.*, net.*.
+  sysctls?: Record<string, string>;
+}
+
+// Docker's DeviceMapping.
+export interface DeviceRequest {
+  pathOnHost: string;
+  // Defaults to pathOnHost.
+  pathInContainer?: string;
+  // Any of r, w, m; defaults to rwm.
+  cgroupPermissions?: string;
 }
 
 export interface MountRequest {

@@ -98,6 +98,41 @@ export interface Resources {
   readonly ulimits?: readonly Ulimit[];
 }
 
+// A host device node the container gets (--device HOST[:CONTAINER[:PERMS]]).
+export interface DeviceMapping {
+  readonly pathOnHost: string;
+  readonly pathInContainer: string;
+  // The device cgroup's access: any of r, w, m.
+  readonly permissions: string;
+}
+
+// What a container may do beyond berth's defaults (or less). Absent in containers created
+// before it existed: the defaults.
+export interface SecurityConfig {
+  // All capabilities, every host device, no seccomp, /sys writable, nothing masked.
+  readonly privileged: boolean;
+  // CAP_ names, or ALL.
+  readonly capAdd: readonly string[];
+  readonly capDrop: readonly string[];
+  // berth's default is true (Docker's is false).
+  readonly noNewPrivileges: boolean;
+  // default: berth's profile; custom: seccompProfile (Docker's or OCI's JSON).
+  readonly seccomp: 'default' | 'unconfined' | 'custom';
+  readonly seccompProfile?: string;
+  // The --security-opt values as given (normalized), for inspect.
+  readonly securityOpt: readonly string[];
+  readonly devices: readonly DeviceMapping[];
+  readonly sysctls: Readonly<Record<string, string>>;
+}
+
+// A user namespace's mapping: container ids 0..size-1 are host uids uidBase.. and gids
+// gidBase.. (a range berthd allocated to the container; store/userns.ts).
+export interface UsernsMapping {
+  readonly uidBase: number;
+  readonly gidBase: number;
+  readonly size: number;
+}
+
 export interface ContainerConfig {
   readonly image: string;
   readonly imageId: string;
@@ -132,6 +167,9 @@ export interface ContainerConfig {
   // Rows and columns of the client's terminal at create, so the first output is laid out
   // right before any resize can arrive.
   readonly consoleSize?: readonly [number, number];
+  readonly security?: SecurityConfig;
+  // --userns=auto: the container's own user namespace. Absent: the host's (--userns=host).
+  readonly userns?: UsernsMapping;
 }
 
 export interface ContainerRecord {

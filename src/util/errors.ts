@@ -12,6 +12,18 @@ export type ErrorClass =
 
 export const ERROR_CODES = {
   REQUEST_TOO_LARGE: { class: 'InvalidArgument', doc: 'The request body is over the size limit' },
+  HEADERS_TOO_LARGE: {
+    class: 'InvalidArgument',
+    doc: 'The request line and headers together are over the size limit',
+  },
+  REQUEST_TIMEOUT: {
+    class: 'InvalidArgument',
+    doc: "The client took too long to send the request's headers, or paused too long in its body",
+  },
+  ENDPOINT_NOT_FOUND: {
+    class: 'NotFound',
+    doc: 'No endpoint has that method and path (a typo, or a newer client than berthd)',
+  },
   INVALID_ARGUMENT: {
     class: 'InvalidArgument',
     doc: 'A request field has a bad value; the message names the field',
@@ -93,6 +105,10 @@ export const ERROR_CODES = {
   PORTS_EXHAUSTED: {
     class: 'FailedPrecondition',
     doc: 'No host port is free in the range berthd allocates from (or in the range the request gave)',
+  },
+  USERNS_EXHAUSTED: {
+    class: 'FailedPrecondition',
+    doc: 'No range of subordinate ids is free in the pool berthd allocates user namespaces from',
   },
   NETWORK_NOT_FOUND: { class: 'NotFound', doc: 'No network has that name, id or id prefix' },
   NETWORK_AMBIGUOUS: {

@@ -247,7 +247,7 @@ describe('errors', () => {
         'INVALID_ARGUMENT',
         /Invalid filters/,
       ],
-      ['GET', '/v1/no/such/endpoint', undefined, 501, 'NOT_IMPLEMENTED', /No such endpoint/],
+      ['GET', '/v1/no/such/endpoint', undefined, 404, 'ENDPOINT_NOT_FOUND', /No such endpoint/],
     ];
     for (const [method, path, body, status, code, msg] of bad) {
       const r = await rawRequest(d.socket, method, path, body);
