@@ -11,6 +11,7 @@ import { hostInfo, table, writeHtml, writeJson, type ReportDoc } from './lib/rep
 import { PEER_NAMES, setupPeers, type PeerName, type PeerSet } from './lib/peers.ts';
 import { runScenario, type ScenarioResult } from './lib/runner.ts';
 import type { BenchContext, ScenarioFactory } from './lib/types.ts';
+import { dockerCliRun } from './scenarios/docker-cli-run.ts';
 import { eventsSubscriber } from './scenarios/events-subscriber.ts';
 import { logThroughput } from './scenarios/log-throughput.ts';
 import { logsRead } from './scenarios/logs-read.ts';
@@ -37,6 +38,7 @@ const SCENARIOS: Record<string, ScenarioFactory> = {
   'restart-latency': restartLatency,
   'network-run': networkRun,
   pull,
+  'docker-cli-run': dockerCliRun,
 };
 
 // Scenarios that run the peers' containers on a bridge network: the peers get one

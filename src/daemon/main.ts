@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import pino from 'pino';
 import { buildApi, type ApiDeps } from '../api/server.ts';
+import { buildDockerApi } from '../api/docker/server.ts';
 import { startMetricsListener } from '../api/metrics.ts';
 import { Cgroups } from '../cgroups/index.ts';
 import {
@@ -48,6 +49,9 @@ export interface DaemonOptions {
   root: string;
   runRoot: string;
   socket: string;
+  // The Docker-compatible API's socket (api/docker/); '' serves none. Default:
+  // RUN_ROOT/docker.sock.
+  dockerSocket?: string;
   // Extra API listeners, Docker's -H: tcp://HOST:PORT (mutual TLS), or unix:// for the socket.
   host: string[];
   group: string;
@@ -87,6 +91,10 @@ export function daemonCommand(): Command {
     .option('--root <dir>', 'data root (store, logs, images)', '/var/lib/berth')
     .option('--run-root <dir>', 'run root (socket, bundles, monitor state)', '/run/berth')
     .option('--socket <path>', 'API socket (default: RUN_ROOT/berth.sock)')
+    .option(
+      '--docker-socket <path>',
+      "Docker-compatible API socket (default: RUN_ROOT/docker.sock; '' to serve none)",
+    )
     .option(
       '-H, --host <unix://PATH|tcp://HOST:PORT>',
       'serve the API here too (repeatable); tcp:// needs --tls-cert, --tls-key and --tls-ca',
@@ -192,6 +200,10 @@ export function daemonCommand(): Command {
         root: resolve(o.root),
         runRoot,
         socket: resolve(plan.socket),
+        dockerSocket:
+          o.dockerSocket === undefined
+            ? join(runRoot, 'docker.sock')
+            : o.dockerSocket && resolve(o.dockerSocket),
       });
     });
 }
@@ -396,6 +408,26 @@ export async function runDaemon(o: DaemonOptions): Promise<void> {
   // looser permissions than root and its group; TCP listeners feed the same server.
   await app.ready();
   const { gid } = await listenUnix(app.server, o.socket, o.group, log);
+  // Docker's API on a socket of its own: the same engine in Docker's shapes, with the
+  // same ownership and mode as the main socket.
+  const dockerSocket = o.dockerSocket ?? join(o.runRoot, 'docker.sock');
+  if (dockerSocket !== '' && resolve(dockerSocket) === resolve(o.socket))
+    throw new BerthError(
+      'INVALID_ARGUMENT',
+      `Invalid docker-socket: ${dockerSocket} is the API socket too; give another path`,
+      { field: 'docker-socket' },
+    );
+  const docker = dockerSocket !== '' ? buildDockerApi(apiDeps) : undefined;
+  if (docker) {
+    docker.app.server.on('upgrade', (req, sock, head) => {
+      docker.upgrades.handle(req, sock, head).catch((e: unknown) => {
+        log.error({ err: errorMessage(e) }, 'docker API upgrade failed');
+        sock.destroy();
+      });
+    });
+    await docker.app.ready();
+    await listenUnix(docker.app.server, dockerSocket, o.group, log);
+  }
   const tcpServers: NetServer[] = [];
   for (const addr of listeners.tcp) {
     tcpServers.push(
@@ -430,6 +462,7 @@ export async function runDaemon(o: DaemonOptions): Promise<void> {
     {
       socket: o.socket,
       socketGroup: gid ?? null,
+      dockerSocket: docker ? dockerSocket : null,
       ...(tcp.length > 0 ? { tcp, tls: listeners.tls ? 'mutual' : 'NONE' } : {}),
       root: o.root,
       runRoot: o.runRoot,
@@ -460,6 +493,9 @@ export async function runDaemon(o: DaemonOptions): Promise<void> {
     app.server.closeAllConnections();
     app.server.close();
     await app.close().catch(() => undefined);
+    docker?.app.server.closeAllConnections();
+    docker?.app.server.close();
+    await docker?.app.close().catch(() => undefined);
     store.close();
     lock.close();
     runLock.close();

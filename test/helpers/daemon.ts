@@ -57,6 +57,16 @@ export class TestDaemon {
     return this.proc?.pid ?? 0;
   }
 
+  // The Docker-compatible API's socket (berthd's default, RUN_ROOT/docker.sock), and the
+  // DOCKER_HOST that points the docker CLI, docker-compose or dockerode at it.
+  get dockerSocket(): string {
+    return join(this.runRoot, 'docker.sock');
+  }
+
+  get dockerHost(): string {
+    return `unix://${this.dockerSocket}`;
+  }
+
   get log(): string {
     return this.logs;
   }
