@@ -9,14 +9,11 @@ import type { EventRecord } from '../types/domain.ts';
 import { BerthError, invalid } from '../util/errors.ts';
 import { parseTimeArg } from '../util/time.ts';
 import { truthy } from './query.ts';
+import { streamJournal } from './journal-stream.ts';
 
-// Rows read from the store per query, and per turn of the event loop: a reader whose
-// filter matches nothing still scans, but a slice at a time, between everyone else's work.
-const BATCH = 500;
-const SLICE = 10 * BATCH;
-
-// parseTimeArg gives RFC 3339 with nine fractional digits, in UTC.
-function timeArgNano(v: string | undefined, field: string): bigint | undefined {
+// A time argument (RFC 3339, Unix seconds with a fraction as docker's CLI sends, or a
+// duration back from now) in ns. parseTimeArg gives RFC 3339 with nine fractional digits.
+export function timeArgNano(v: string | undefined, field: string): bigint | undefined {
   if (v === undefined || v === '') return undefined;
   const t = parseTimeArg(v);
   const m = t === undefined ? null : /^(.*\.\d{3})(\d{6})Z$/.exec(t);
@@ -92,92 +89,21 @@ export function registerEventRoutes(app: FastifyInstance, events: EventBus): voi
       res.writeHead(200, { 'Content-Type': 'application/x-ndjson' });
       res.flushHeaders();
 
-      let done = false;
-      let reading = false;
-      let later: NodeJS.Immediate | undefined;
-      let deadline: NodeJS.Timeout | undefined;
-      const finish = () => {
-        if (done) return;
-        done = true;
-        res.end();
-      };
       const wanted = (e: EventRecord) =>
         (sinceNano === undefined || e.timeNano >= sinceNano) &&
         (untilNano === undefined || e.timeNano <= untilNano) &&
         matchEvent(e, filters);
       // Until time passed: the stream is a replay that ends when it has caught up.
-      let live = follow && (untilNano === undefined || untilNano > BigInt(Date.now()) * 1_000_000n);
-
-      // Always reads from the store at this reader's own pace: a slow reader only delays
-      // itself. A full socket stops the reading until 'drain'; a reader that keeps the
-      // socket empty (a filter that matches little) yields after each slice.
-      const pump = () => {
-        if (reading || done) return;
-        reading = true;
-        try {
-          let scanned = 0;
-          for (;;) {
-            if (until !== undefined && cursor >= until) return finish();
-            const batch = events.after(cursor, BATCH);
-            let text = '';
-            let past = false;
-            for (const e of batch) {
-              if (until !== undefined && e.seq > until) {
-                past = true;
-                break;
-              }
-              // Seqs have no gaps, so a jump means retention overtook this reader: say so
-              // rather than skip silently. The headers are gone; the error is the last line.
-              if (cursor > 0 && e.seq !== cursor + 1) {
-                text += prunedLine(cursor, e.seq);
-                past = true;
-                break;
-              }
-              cursor = e.seq;
-              if (wanted(e)) text += eventLine(e);
-            }
-            const room = text ? res.write(text) : true;
-            if (past) return finish();
-            if (batch.length < BATCH) {
-              if (!live) finish();
-              return;
-            }
-            if (!room) return; // 'drain' calls us again
-            scanned += batch.length;
-            if (scanned >= SLICE) {
-              later ??= setImmediate(() => {
-                later = undefined;
-                pump();
-              });
-              return;
-            }
-          }
-        } finally {
-          reading = false;
-        }
-      };
-      const off = events.onAppend(() => {
-        if (!res.writableNeedDrain) pump();
+      const live =
+        follow && (untilNano === undefined || untilNano > BigInt(Date.now()) * 1_000_000n);
+      streamJournal(res, events, {
+        cursor,
+        live,
+        ...(untilNano !== undefined ? { liveUntilMs: Number(untilNano / 1_000_000n) } : {}),
+        ...(until !== undefined ? { endSeq: until } : {}),
+        gapLine: prunedLine,
+        line: (e) => (wanted(e) ? eventLine(e) : ''),
       });
-      // Timers hold at most 2^31 ms: a far until is reached in steps.
-      const arm = (end: number) => {
-        const ms = end - Date.now();
-        if (ms > 0) {
-          deadline = setTimeout(() => arm(end), Math.min(ms + 1, 2 ** 31 - 1));
-          return;
-        }
-        live = false;
-        if (!res.writableNeedDrain) pump();
-      };
-      if (live && untilNano !== undefined) arm(Number(untilNano / 1_000_000n));
-      res.on('drain', pump);
-      res.on('close', () => {
-        done = true;
-        off();
-        if (later) clearImmediate(later);
-        clearTimeout(deadline);
-      });
-      pump();
     },
   );
 }

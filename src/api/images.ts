@@ -2,7 +2,6 @@
 // docker's progress messages (one JSON object a line); a request that is wrong from the
 // start (a bad name, an unknown image) gets a plain error before any stream.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import { Type, type Static } from '@sinclair/typebox';
 import {
@@ -15,7 +14,9 @@ import {
 } from '../engine/index.ts';
 import type { ImageRecord } from '../types/domain.ts';
 import { invalid } from '../util/errors.ts';
-import { toBerthError } from './errors.ts';
+import { lineStream, type LineStream } from './line-stream.ts';
+// One view of an image for both APIs: Docker's shapes are berth's.
+import { imageHistory, imageInspect } from './docker/image-views.ts';
 import { truthy } from './query.ts';
 
 export interface ImageDeps {
@@ -79,150 +80,17 @@ export function imageSummary(images: ImageService, i: ImageRecord): Record<strin
   };
 }
 
-async function imageInspect(
-  images: ImageService,
-  i: ImageRecord,
-): Promise<Record<string, unknown>> {
-  const oci = i.meta ? await images.readConfig(hexId(i.id)) : undefined;
-  const c = i.config;
-  const health = c.healthcheck;
-  const config = {
-    User: c.user,
-    Env: [...c.env],
-    Cmd: c.cmd.length > 0 ? [...c.cmd] : null,
-    Entrypoint: c.entrypoint.length > 0 ? [...c.entrypoint] : null,
-    WorkingDir: c.workdir === '/' ? '' : c.workdir,
-    Labels: { ...c.labels },
-    StopSignal: c.stopSignal,
-    ExposedPorts: Object.fromEntries((c.exposedPorts ?? []).map((p) => [p, {}])),
-    ...(health
-      ? {
-          Healthcheck: {
-            Test: [...health.test],
-            Interval: health.intervalMs * 1e6,
-            Timeout: health.timeoutMs * 1e6,
-            StartPeriod: health.startPeriodMs * 1e6,
-            Retries: health.retries,
-          },
-        }
-      : {}),
-    ...(oci?.config?.Volumes ? { Volumes: oci.config.Volumes } : {}),
-  };
-  return {
-    Id: hexId(i.id),
-    RepoTags: images.tagsOf(i.id),
-    RepoDigests: images.digestsOf(i.id),
-    Parent: '',
-    Comment: oci?.history?.at(-1)?.comment ?? '',
-    Created: i.createdAt,
-    // Docker's older clients read these; berth's image has no build container.
-    ContainerConfig: config,
-    DockerVersion: '',
-    Author: oci?.author ?? '',
-    Config: config,
-    Architecture: i.meta?.architecture ?? oci?.architecture ?? '',
-    ...(i.meta?.variant ? { Variant: i.meta.variant } : {}),
-    Os: i.meta?.os ?? 'linux',
-    Size: i.size,
-    GraphDriver: { Name: 'overlay2', Data: { MergedDir: images.roots.path(i.id) } },
-    RootFS: { Type: 'layers', Layers: i.meta?.layers.map((l) => l.diffId) ?? [] },
-    Metadata: { LastTagTime: '' },
-    Descriptor: i.meta
-      ? {
-          mediaType: i.meta.manifest.mediaType,
-          digest: i.meta.manifest.digest,
-          size: i.meta.manifest.size,
-        }
-      : undefined,
-  };
-}
-
-async function imageHistory(
-  images: ImageService,
-  i: ImageRecord,
-): Promise<Record<string, unknown>[]> {
-  if (!i.meta) {
-    return [
-      {
-        Id: hexId(i.id),
-        Created: Math.floor(Date.parse(i.createdAt) / 1000),
-        CreatedBy: '',
-        Tags: images.tagsOf(i.id),
-        Size: i.size,
-        Comment: '',
-      },
-    ];
-  }
-  const oci = await images.readConfig(hexId(i.id));
-  const sizes = images.layerSizes(i.id);
-  type Entry = NonNullable<typeof oci.history>[number];
-  const history: readonly Entry[] = oci.history ?? sizes.map((): Entry => ({}));
-  let layer = 0;
-  const rows = history.map((h) => {
-    const size = h.empty_layer ? 0 : (sizes[layer++] ?? 0);
-    return {
-      Id: '<missing>',
-      Created: h.created ? Math.floor(Date.parse(h.created) / 1000) : 0,
-      CreatedBy: h.created_by ?? '',
-      Tags: null as string[] | null,
-      Size: size,
-      Comment: h.comment ?? '',
-    };
-  });
-  rows.reverse();
-  const top = rows[0];
-  if (top) {
-    top.Id = hexId(i.id);
-    top.Tags = images.tagsOf(i.id);
-  }
-  return rows;
-}
-
-// Starts a progress stream; each message is a line. Errors after the start become the last
-// line, as docker's do. A lazy stream sends its headers with its first message, so an
-// error before any (a load whose archive is no archive) is a plain error response.
+// berth's progress stream: NDJSON, and an error line carries berth's stable code.
 function progressStream(
   reply: FastifyReply,
   o: { lazy?: boolean } = {},
-): {
-  write: (m: ProgressMessage) => void;
-  fail: (e: unknown) => void;
-  end: () => void;
-  signal: AbortSignal;
-} {
-  const res: ServerResponse = reply.raw;
-  let started = false;
-  const start = () => {
-    if (started) return;
-    started = true;
-    reply.hijack();
-    res.writeHead(200, { 'Content-Type': 'application/x-ndjson' });
-    res.flushHeaders();
-  };
-  if (!o.lazy) start();
-  const ac = new AbortController();
-  // The client went away: stop downloading (the parts are kept for the next pull).
-  res.on('close', () => {
-    if (!res.writableFinished) ac.abort(new Error('the client went away'));
+): LineStream<ProgressMessage> {
+  return lineStream<ProgressMessage>(reply, {
+    contentType: 'application/x-ndjson',
+    eol: '\n',
+    errorMessage: (b) => ({ error: b.message, errorDetail: { code: b.code, message: b.message } }),
+    ...o,
   });
-  const write = (m: ProgressMessage) => {
-    start();
-    if (!res.destroyed) res.write(`${JSON.stringify(m)}\n`);
-  };
-  return {
-    write,
-    fail: (e) => {
-      if (!started) throw e;
-      const b = toBerthError(e);
-      write({ error: b.message, errorDetail: { code: b.code, message: b.message } });
-      res.end();
-    },
-    end: () => {
-      start();
-      res.end();
-    },
-    signal: ac.signal,
-  };
 }
 
 export function registerImageRoutes(app: FastifyInstance, deps: ImageDeps): void {

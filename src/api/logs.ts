@@ -1,14 +1,13 @@
 // Log reading over the API: one container's log (docker's stream framing, or raw with a
 // terminal) and the cross-container journal as NDJSON with a cursor per line.
-import type { ServerResponse } from 'node:http';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { Type } from '@sinclair/typebox';
 import type { ContainerEngine, LogService } from '../engine/index.ts';
-import { decodeCursor, type JournalSource, type LogLine, type Stream } from '../engine/index.ts';
+import { decodeCursor, type JournalSource, type Stream } from '../engine/index.ts';
 import { invalid } from '../util/errors.ts';
-import { frame, STDERR, STDOUT } from '../util/stream-frame.ts';
 import { parseTimeArg } from '../util/time.ts';
 import { truthy } from './query.ts';
+import { encodeLogLines, send } from './log-stream.ts';
 
 const BoolQ = Type.Optional(Type.String({ maxLength: 5 }));
 
@@ -19,45 +18,6 @@ function timeArg(v: string | undefined, field: string): string | undefined {
     throw invalid(field, `"${v}" is not a time (RFC 3339, Unix seconds, or a duration like 10m)`);
   return t;
 }
-
-// Writes with backpressure: a slow reader slows only its own stream.
-function send(res: ServerResponse, data: Buffer | string): Promise<void> {
-  if (res.write(data)) return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = () => {
-      res.off('drain', done);
-      res.off('close', done);
-      resolve();
-    };
-    res.on('drain', done);
-    res.on('close', done);
-  });
-}
-
-// Consecutive lines of one stream go out as one frame: framing costs per batch, not per line.
-function encode(lines: LogLine[], timestamps: boolean, framed: boolean): Buffer {
-  const parts: Buffer[] = [];
-  let run: Buffer[] = [];
-  let runStream: Stream | undefined;
-  const flush = () => {
-    if (run.length === 0) return;
-    const body = Buffer.concat(run);
-    parts.push(framed ? frame(runStream === 'stderr' ? STDERR : STDOUT, body) : body);
-    run = [];
-  };
-  for (const l of lines) {
-    if (framed && l.stream !== runStream) {
-      flush();
-      runStream = l.stream;
-    }
-    if (timestamps) run.push(Buffer.from(`${l.ts} `));
-    if (l.textNl) run.push(l.textNl);
-    else run.push(l.text, NEWLINE);
-  }
-  flush();
-  return Buffer.concat(parts);
-}
-const NEWLINE = Buffer.from('\n');
 
 export function registerLogRoutes(
   app: FastifyInstance,
@@ -122,7 +82,7 @@ export function registerLogRoutes(
         });
         for await (const batch of it) {
           if (ac.signal.aborted) break;
-          await send(res, encode(batch, truthy(q['timestamps']), framed));
+          await send(res, encodeLogLines(batch, truthy(q['timestamps']), framed));
         }
       } finally {
         ac.abort();

@@ -4,12 +4,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { fromDockerCreate } from '../../src/api/docker/create.ts';
-import {
-  dockerEventFilter,
-  dockerEventLine,
-  timeNano,
-  toDockerEvent,
-} from '../../src/api/docker/events.ts';
+import { dockerEventFilter, dockerEventLine, toDockerEvent } from '../../src/api/docker/events.ts';
+import { timeArgNano as timeNano } from '../../src/api/events.ts';
 import { dockerBool } from '../../src/api/docker/streams.ts';
 import { checkApiVersion, stripVersion } from '../../src/api/docker/version.ts';
 import type { EventRecord } from '../../src/types/domain.ts';

@@ -8,11 +8,8 @@ import { matchEvent, type EventFilters } from '../../engine/event-filters.ts';
 import { parseFiltersJson } from '../../engine/filters.ts';
 import type { EventRecord } from '../../types/domain.ts';
 import { BerthError, invalid } from '../../util/errors.ts';
-import { parseTimeArg } from '../../util/time.ts';
-
-// Rows read per query, and scanned per turn of the event loop.
-const BATCH = 500;
-const SLICE = 10 * BATCH;
+import { streamJournal } from '../journal-stream.ts';
+import { timeArgNano } from '../events.ts';
 
 export interface DockerEvent {
   readonly type: string;
@@ -120,23 +117,11 @@ export function dockerEventFilter(json: string | undefined): (d: DockerEvent) =>
     );
 }
 
-// Docker's since and until: Unix seconds with a fraction, as the CLI sends them; RFC 3339
-// and durations are taken too.
-export function timeNano(v: string | undefined, field: string): bigint | undefined {
-  if (v === undefined || v === '') return undefined;
-  const t = parseTimeArg(v);
-  const m = t === undefined ? null : /^(.*\.\d{3})(\d{6})Z$/.exec(t);
-  const ms = m ? Date.parse(`${m[1]}Z`) : NaN;
-  if (!m || Number.isNaN(ms))
-    throw invalid(field, `"${v}" is not a time (Unix seconds, RFC 3339, or a duration)`);
-  return BigInt(ms) * 1_000_000n + BigInt(m[2] ?? '0');
-}
-
 export function registerDockerEventRoute(app: FastifyInstance, events: EventBus): void {
   app.get('/events', async (req, reply) => {
     const q = req.query as Record<string, string | undefined>;
-    const sinceNano = timeNano(q['since'], 'since');
-    const untilNano = timeNano(q['until'], 'until');
+    const sinceNano = timeArgNano(q['since'], 'since');
+    const untilNano = timeArgNano(q['until'], 'until');
     const wanted = dockerEventFilter(q['filters']);
     let cursor: number;
     if (sinceNano !== undefined) {
@@ -145,7 +130,7 @@ export function registerDockerEventRoute(app: FastifyInstance, events: EventBus)
     } else cursor = events.lastSeq();
     const nowNano = () => BigInt(Date.now()) * 1_000_000n;
     // Until in the past: a replay that ends when it has caught up.
-    let live = untilNano === undefined || untilNano > nowNano();
+    const live = untilNano === undefined || untilNano > nowNano();
 
     reply.hijack();
     const res = reply.raw;
@@ -157,77 +142,16 @@ export function registerDockerEventRoute(app: FastifyInstance, events: EventBus)
     });
     res.flushHeaders();
 
-    let done = false;
-    let reading = false;
-    let later: NodeJS.Immediate | undefined;
-    let deadline: NodeJS.Timeout | undefined;
-    const finish = () => {
-      if (done) return;
-      done = true;
-      res.end();
-    };
-    // Reads the store at this reader's own pace: a full socket waits for 'drain', a filter
-    // that matches little yields after each slice.
-    const pump = () => {
-      if (reading || done) return;
-      reading = true;
-      try {
-        let scanned = 0;
-        for (;;) {
-          const batch = events.after(cursor, BATCH);
-          let text = '';
-          let past = false;
-          for (const e of batch) {
-            if (untilNano !== undefined && e.timeNano > untilNano) {
-              past = true;
-              break;
-            }
-            cursor = e.seq;
-            if (sinceNano !== undefined && e.timeNano < sinceNano) continue;
-            const d = toDockerEvent(e);
-            if (wanted(d)) text += dockerEventLine(d);
-          }
-          const room = text ? res.write(text) : true;
-          if (past) return finish();
-          if (batch.length < BATCH) {
-            if (!live) finish();
-            return;
-          }
-          if (!room) return;
-          scanned += batch.length;
-          if (scanned >= SLICE) {
-            later ??= setImmediate(() => {
-              later = undefined;
-              pump();
-            });
-            return;
-          }
-        }
-      } finally {
-        reading = false;
-      }
-    };
-    const off = events.onAppend(() => {
-      if (!res.writableNeedDrain) pump();
+    streamJournal(res, events, {
+      cursor,
+      live,
+      ...(untilNano !== undefined ? { liveUntilMs: Number(untilNano / 1_000_000n) } : {}),
+      ...(untilNano !== undefined ? { past: (e) => e.timeNano > untilNano } : {}),
+      line: (e) => {
+        if (sinceNano !== undefined && e.timeNano < sinceNano) return '';
+        const d = toDockerEvent(e);
+        return wanted(d) ? dockerEventLine(d) : '';
+      },
     });
-    // Timers hold at most 2^31 ms: a far until is reached in steps.
-    const arm = (end: number) => {
-      const ms = end - Date.now();
-      if (ms > 0) {
-        deadline = setTimeout(() => arm(end), Math.min(ms + 1, 2 ** 31 - 1));
-        return;
-      }
-      live = false;
-      if (!res.writableNeedDrain) pump();
-    };
-    if (live && untilNano !== undefined) arm(Number(untilNano / 1_000_000n));
-    res.on('drain', pump);
-    res.on('close', () => {
-      done = true;
-      off();
-      if (later) clearImmediate(later);
-      clearTimeout(deadline);
-    });
-    pump();
   });
 }

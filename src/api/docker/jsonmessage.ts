@@ -3,9 +3,8 @@
 // it. Once the stream has started, a failure is its last message ({error, errorDetail}),
 // as Docker's are; before, it is an ordinary error response.
 import type { FastifyReply } from 'fastify';
-import type { ServerResponse } from 'node:http';
 import type { ProgressMessage } from '../../engine/index.ts';
-import { toBerthError } from '../errors.ts';
+import { lineStream, type LineStream } from '../line-stream.ts';
 
 export interface DockerMessage {
   readonly id?: string;
@@ -19,14 +18,9 @@ export interface DockerMessage {
   readonly aux?: Record<string, unknown>;
 }
 
-export interface MessageStream {
-  write(m: DockerMessage): void;
+export interface MessageStream extends LineStream<DockerMessage> {
   // The engine's progress, in Docker's form.
   progress(m: ProgressMessage): void;
-  // Ends the stream with the error as its last message; throws it when nothing was sent.
-  fail(e: unknown): void;
-  end(): void;
-  readonly signal: AbortSignal;
 }
 
 export function fromProgress(m: ProgressMessage): DockerMessage {
@@ -34,41 +28,13 @@ export function fromProgress(m: ProgressMessage): DockerMessage {
   return errorDetail ? { ...rest, errorDetail: { message: errorDetail.message } } : rest;
 }
 
-// lazy: the headers go with the first message, so a request the engine refuses before any
-// (an archive that is no archive) is a plain error response. Otherwise they go at once.
+// Docker's framing: application/json, CRLF after each message.
 export function messageStream(reply: FastifyReply, o: { lazy?: boolean } = {}): MessageStream {
-  const res: ServerResponse = reply.raw;
-  let started = false;
-  const start = () => {
-    if (started) return;
-    started = true;
-    reply.hijack();
-    res.writeHead(200, { 'Content-Type': 'application/json' });
-    res.flushHeaders();
-  };
-  if (!o.lazy) start();
-  const ac = new AbortController();
-  // The client went away: stop the work (a pull keeps its parts for the next one).
-  res.on('close', () => {
-    if (!res.writableFinished) ac.abort(new Error('the client went away'));
+  const s = lineStream<DockerMessage>(reply, {
+    contentType: 'application/json',
+    eol: '\r\n',
+    errorMessage: (e) => ({ errorDetail: { message: e.message }, error: e.message }),
+    ...o,
   });
-  const write = (m: DockerMessage) => {
-    start();
-    if (!res.destroyed) res.write(`${JSON.stringify(m)}\r\n`);
-  };
-  return {
-    write,
-    progress: (m) => write(fromProgress(m)),
-    fail: (e) => {
-      if (!started) throw e;
-      const message = toBerthError(e).message;
-      write({ errorDetail: { message }, error: message });
-      res.end();
-    },
-    end: () => {
-      start();
-      res.end();
-    },
-    signal: ac.signal,
-  };
+  return { ...s, progress: (m) => s.write(fromProgress(m)) };
 }

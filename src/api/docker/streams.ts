@@ -2,9 +2,7 @@
 // terminal), writes with backpressure, Docker's boolean query forms, and the view of a
 // hijacked connection the engine gets (a client's half-close without stdin kept from it,
 // only the streams a client asked for).
-import type { ServerResponse } from 'node:http';
 import { Duplex } from 'node:stream';
-import type { LogLine, Stream } from '../../engine/index.ts';
 import { Demuxer, frame, STDERR, STDOUT } from '../../util/stream-frame.ts';
 
 // dockerd's httputils.BoolValue: anything but "", 0, no, false and none is true.
@@ -14,50 +12,7 @@ export function dockerBool(v: string | null | undefined): boolean {
   return !(s === '' || s === '0' || s === 'no' || s === 'false' || s === 'none');
 }
 
-// Writes with backpressure: a slow reader slows only its own stream.
-export function send(res: ServerResponse, data: Buffer | string): Promise<void> {
-  if (res.destroyed) return Promise.resolve();
-  if (res.write(data)) return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = () => {
-      res.off('drain', done);
-      res.off('close', done);
-      resolve();
-    };
-    res.on('drain', done);
-    res.on('close', done);
-  });
-}
-
-const NEWLINE = Buffer.from('\n');
-
-// Consecutive lines of one stream go out as one frame.
-export function encodeLines(
-  lines: readonly LogLine[],
-  timestamps: boolean,
-  framed: boolean,
-): Buffer {
-  const parts: Buffer[] = [];
-  let run: Buffer[] = [];
-  let runStream: Stream | undefined;
-  const flush = () => {
-    if (run.length === 0) return;
-    const body = Buffer.concat(run);
-    parts.push(framed ? frame(runStream === 'stderr' ? STDERR : STDOUT, body) : body);
-    run = [];
-  };
-  for (const l of lines) {
-    if (framed && l.stream !== runStream) {
-      flush();
-      runStream = l.stream;
-    }
-    if (timestamps) run.push(Buffer.from(`${l.ts} `));
-    if (l.textNl) run.push(l.textNl);
-    else run.push(l.text, NEWLINE);
-  }
-  flush();
-  return Buffer.concat(parts);
-}
+export { encodeLogLines as encodeLines, send } from '../log-stream.ts';
 
 // A hijacked connection as the engine should see it. The docker CLI half-closes its side
 // at once when it sends no stdin (its hijack always ends with CloseWrite): that EOF is not
