@@ -331,6 +331,16 @@ export class ContainerEngine {
     const healthcheck = checkHealthcheck(req.healthcheck, image.config.healthcheck);
     const user = req.user ?? image.config.user;
     await resolveUser(await this.images.root(image.id), user); // fail at create, not at start
+    // A taken name, known now, would otherwise be found only after the mount sources are
+    // made (the insert checks again, for a create racing this one).
+    const wantedName = req.name?.replace(/^\//, '');
+    if (wantedName !== undefined && this.store.containers.byName(wantedName)) {
+      throw new BerthError(
+        'CONTAINER_NAME_IN_USE',
+        `Conflict: the container name "${wantedName}" is already in use`,
+        { field: 'name' },
+      );
+    }
     // Last of the checks: it makes host directories (createHostPath) and named volumes, so
     // a request refused for any other field must not get this far.
     await this.prepareMountSources(mounts, req.mounts ?? []);

@@ -1,5 +1,6 @@
 // Bad input: one clear line, Docker's exit codes, a stable API error code, nothing left.
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
 import { request } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { TestDaemon } from '../helpers/daemon.ts';
@@ -172,6 +173,22 @@ describe('errors', () => {
     const r = await d.berth(['create', '--name', 'dup', 'busybox', 'true']);
     assert.equal(r.code, 125);
     assert.match(r.stderr, /name "dup" is already in use/);
+    // Refused before its mount sources are made: no host directory, no volume.
+    const hostDir = `/tmp/bt-dup-${process.pid}`;
+    const withMounts = await d.berth([
+      'create',
+      '--name',
+      'dup',
+      '-v',
+      `${hostDir}:/x`,
+      '-v',
+      'dupvol:/y',
+      'busybox',
+      'true',
+    ]);
+    assert.equal(withMounts.code, 125);
+    assert.equal(existsSync(hostDir), false);
+    assert.doesNotMatch(await d.berthOk(['volume', 'ls', '-q']), /dupvol/);
     assert.equal((await d.berthOk(['ps', '-aq', '--no-trunc'])).trim(), id);
     await d.berthOk(['rm', 'dup']);
     await expectNothingLeft();
