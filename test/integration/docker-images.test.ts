@@ -5,6 +5,7 @@
 // and leave nothing behind.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -322,15 +323,21 @@ describe('docker CLI: images', () => {
     );
     assert.equal(bad.status, 400, bad.body);
     assert.deepEqual(imageStore(d), beforeStore);
-    // docker import --change and imports from a URL are refused plainly.
-    const change = await docker([
-      'import',
-      '--change',
-      'CMD ["/bin/sh"]',
-      file,
-      'imported/changed',
-    ]);
-    cliError(change, /not supported by berth/);
+    // docker import --change and imports from a URL are refused plainly. The archive is
+    // large enough that the CLI is still sending it when the refusal comes: it must get
+    // the answer, not a broken pipe.
+    const big = join(work, 'big-rootfs.tar');
+    writeFileSync(big, tarball([{ name: 'blob', body: randomBytes(24 << 20) }]));
+    for (let i = 0; i < 3; i++) {
+      const change = await docker([
+        'import',
+        '--change',
+        'CMD ["/bin/sh"]',
+        big,
+        'imported/changed',
+      ]);
+      cliError(change, /not supported by berth/);
+    }
     await ok(['rmi', 'imported/rootfs:v1', 'imported/stdin']);
   });
 

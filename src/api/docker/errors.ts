@@ -1,6 +1,7 @@
 // Docker's error shape: {"message": "..."} with Docker's status codes (404 makes `docker
 // run` pull, 409 is a conflict, 304 not modified, 501 what berth does not do). berth's
 // error classes map to the same statuses as on the native API (api/errors.ts).
+import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { BerthError } from '../../util/errors.ts';
@@ -46,10 +47,42 @@ export function socketDockerError(sock: Duplex, err: unknown): void {
   sock.end(head + body, () => sock.destroy());
 }
 
+const DRAIN_BYTES = 64 << 20;
+const DRAIN_MS = 5_000;
+
+// Reads and drops what is left of a request body; true when it ended within the bounds.
+function drained(req: IncomingMessage, maxBytes: number, ms: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    let n = 0;
+    const finish = (ok: boolean) => {
+      clearTimeout(timer);
+      req.off('data', onData).off('end', onEnd).off('error', onEnd);
+      if (!ok) req.pause();
+      resolve(ok);
+    };
+    const onData = (b: Buffer) => {
+      n += b.length;
+      if (n > maxBytes) finish(false);
+    };
+    const onEnd = () => finish(req.complete);
+    const timer = setTimeout(() => finish(false), ms);
+    req.on('data', onData).on('end', onEnd).on('error', onEnd);
+    req.resume();
+  });
+}
+
+// Before a refusal of a request whose body is unread: the client is still sending it, and
+// the docker CLI reports a broken pipe instead of the answer if the connection closes
+// under its write. A body of reasonable size is read and dropped first; a larger one (or
+// a client that stalls) gets the answer and the connection closed.
+export async function dropUnreadBody(req: IncomingMessage, reply: FastifyReply): Promise<void> {
+  if (!req.complete && !(await drained(req, DRAIN_BYTES, DRAIN_MS)))
+    reply.header('Connection', 'close');
+}
+
 export function registerDockerErrors(app: FastifyInstance): void {
-  app.setErrorHandler((err, req, reply) => {
-    // The rest of an unread body (too large, refused) is not waited for.
-    if (!req.raw.complete) reply.header('Connection', 'close');
+  app.setErrorHandler(async (err, req, reply) => {
+    await dropUnreadBody(req.raw, reply);
     return dockerError(reply, err);
   });
   app.setNotFoundHandler((req, reply) =>

@@ -9,7 +9,7 @@ import type { Readable } from 'node:stream';
 import { checkPullReference } from '../../engine/index.ts';
 import { BerthError, invalid, isBerthError } from '../../util/errors.ts';
 import type { ApiDeps } from '../server.ts';
-import { dockerError } from './errors.ts';
+import { dockerError, dropUnreadBody } from './errors.ts';
 import { imageHistory, imageInspect, listImages } from './image-views.ts';
 import { messageStream, type MessageStream } from './jsonmessage.ts';
 import {
@@ -119,9 +119,8 @@ export function registerDockerImageRoutes(app: FastifyInstance, deps: ApiDeps): 
   void app.register(async (sub) => {
     sub.removeAllContentTypeParsers();
     sub.addContentTypeParser('*', (_req, payload, done) => done(null, payload));
-    // A refusal before the body was read closes the connection rather than wait for it.
-    sub.setErrorHandler((err, req, reply) => {
-      if (!req.raw.complete) reply.header('Connection', 'close');
+    sub.setErrorHandler(async (err, req, reply) => {
+      await dropUnreadBody(req.raw, reply);
       return dockerError(reply, err);
     });
 

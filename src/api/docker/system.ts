@@ -7,7 +7,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ApiDeps } from '../server.ts';
 import { imageSummary } from '../images.ts';
 import { containerSummary } from '../views.ts';
-import { dockerError, notSupported } from './errors.ts';
+import { dockerError, dropUnreadBody, notSupported } from './errors.ts';
 import { registerDockerEventRoute } from './events.ts';
 import { DOCKER_API_VERSION, DOCKER_MIN_API_VERSION } from './version.ts';
 
@@ -83,9 +83,9 @@ export function refuse(app: FastifyInstance, url: string, what: string): void {
     method: ['GET', 'HEAD', 'POST', 'PUT', 'DELETE'],
     url,
     exposeHeadRoute: false,
-    // Before the body is parsed: a tar upload to /build is not read, it is refused.
+    // Before the body is parsed: a tar upload to /build is refused, not parsed.
     onRequest: async (req: FastifyRequest, reply: FastifyReply) => {
-      reply.header('Connection', 'close');
+      await dropUnreadBody(req.raw, reply);
       return dockerError(reply, notSupported(what));
     },
     handler: async (_req, reply) => dockerError(reply, notSupported(what)),
