@@ -208,7 +208,7 @@ describe('logs', () => {
       5000,
       'exited',
     );
-    assert.ok(Date.now() - t0 < 1500, 'within a second or so');
+
     const s = JSON.parse(await d.berthOk(['inspect', id]))[0] as {
       State: { Error: string; Running: boolean };
     };
@@ -216,8 +216,13 @@ describe('logs', () => {
     assert.match(s.State.Error, /monitor lost/);
     assert.ok(!pidAlive(i.State.Pid), 'the orphaned container is stopped');
     assert.deepEqual(d.leaks([id]), []);
-    const ev = await d.berthOk(['events', '--format', '{{.action}} {{.actorId}}']);
-    assert.ok(ev.includes(`monitor-lost ${id}`));
+    const ev = await d.berthOk(['events', '--format', '{{.action}} {{.actorId}} {{.time}}']);
+    const lost = ev.split('\n').find((l) => l.startsWith(`monitor-lost ${id} `));
+    assert.ok(lost, ev);
+    // berthd's own record of when it noticed (not the CLI's polling, which a loaded host
+    // slows): the monitor's socket closing is an event, not a poll.
+    const noticedMs = Date.parse(lost.split(' ')[2] ?? '') - t0;
+    assert.ok(noticedMs < 1000, `noticed after ${noticedMs} ms`);
     await d.berthOk(['rm', id]);
   });
 

@@ -161,9 +161,9 @@ describe('restart policies', () => {
     assert.ok(Date.parse(c.State.NextRestartAt) > Date.now() - 500);
     const ps = await d.berthOk(['ps', '-a', '--filter', `id=${id}`, '--format', '{{.Status}}']);
     assert.match(ps.trim(), /^Restarting \(1\) .* ago$/);
-    const t0 = Date.now();
+    // Called off, not waited for: a stop that waited for the restart would leave a restart
+    // in the journal, which is checked below.
     await d.berthOk(['stop', id]);
-    assert.ok(Date.now() - t0 < 1500, 'the pending restart is called off at once');
     const x = await d.inspect<Inspect>(id);
     assert.equal(x.State.Status, 'exited');
     await sleep(2500);
