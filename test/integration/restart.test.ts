@@ -354,6 +354,11 @@ describe('restarts while berthd is down', () => {
     );
     rmSync(join(d.runRoot, 'c'), { recursive: true, force: true });
     assert.ok(!existsSync(join(d.runRoot, 'c')));
+    // A reboot unmounts the images' shared roots too: berthd mounts them again as the
+    // containers come back.
+    const roots = d.mountsUnder().filter((m) => /\/images\/[0-9a-f]{64}\/rootfs$/.test(m));
+    assert.ok(roots.length > 0, 'the image root was mounted');
+    for (const m of roots) assert.equal((await runCommand('/usr/bin/umount', [m])).code, 0);
     await d.startProcess();
     for (const id of [always, unless])
       await waitForValue(`${id} back`, async () =>
