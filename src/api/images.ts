@@ -93,6 +93,29 @@ function progressStream(
   });
 }
 
+// docker save, for both APIs: every name resolved before the headers (an error then is a
+// plain response), then the archive streamed.
+export async function streamSave(
+  archives: ImageArchives,
+  names: readonly string[],
+  reply: FastifyReply,
+): Promise<void> {
+  const list = archives.prepareSave(names);
+  reply.hijack();
+  const res = reply.raw;
+  res.writeHead(200, { 'Content-Type': 'application/x-tar' });
+  const ac = new AbortController();
+  res.on('close', () => {
+    if (!res.writableFinished) ac.abort(new Error('the client went away'));
+  });
+  try {
+    await archives.save(list, res, ac.signal);
+  } catch {
+    // The headers are gone: a cut stream is how a tar says it failed.
+    res.destroy();
+  }
+}
+
 export function registerImageRoutes(app: FastifyInstance, deps: ImageDeps): void {
   const { images, transfer, archives, login } = deps;
 
@@ -242,20 +265,7 @@ export function registerImageRoutes(app: FastifyInstance, deps: ImageDeps): void
     },
     async (req, reply) => {
       const q = req.query as { names: string | string[] };
-      const list = archives.prepareSave(Array.isArray(q.names) ? q.names : [q.names]);
-      reply.hijack();
-      const res = reply.raw;
-      res.writeHead(200, { 'Content-Type': 'application/x-tar' });
-      const ac = new AbortController();
-      res.on('close', () => {
-        if (!res.writableFinished) ac.abort(new Error('the client went away'));
-      });
-      try {
-        await archives.save(list, res, ac.signal);
-      } catch {
-        // The headers are gone: a cut stream is how a tar says it failed.
-        res.destroy();
-      }
+      await streamSave(archives, Array.isArray(q.names) ? q.names : [q.names], reply);
     },
   );
 

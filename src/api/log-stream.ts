@@ -1,7 +1,7 @@
 // Log lines on the wire, for both APIs: framed (the 8-byte stream header) or raw, and
 // written with backpressure.
 import type { ServerResponse } from 'node:http';
-import type { LogLine, Stream } from '../engine/index.ts';
+import type { LogLine, LogService, Stream } from '../engine/index.ts';
 import { frame, STDERR, STDOUT } from '../util/stream-frame.ts';
 
 // Writes with backpressure: a slow reader slows only its own stream (both APIs' logs).
@@ -48,3 +48,35 @@ export function encodeLogLines(
   return Buffer.concat(parts);
 }
 const NEWLINE = Buffer.from('\n');
+
+// One container's log onto a response, batch by batch with backpressure, for both APIs.
+export async function sendLog(
+  res: ServerResponse,
+  logs: LogService,
+  id: string,
+  o: {
+    readonly since: string | undefined;
+    readonly until: string | undefined;
+    readonly tail: number | undefined;
+    readonly streams: ReadonlySet<Stream> | undefined;
+    // Reading goes on until this resolves (the container stopped), then drains.
+    readonly follow: Promise<unknown> | undefined;
+    readonly timestamps: boolean;
+    readonly framed: boolean;
+    readonly signal: AbortSignal;
+  },
+): Promise<void> {
+  const it = logs.read(id, {
+    since: o.since,
+    until: o.until,
+    tail: o.tail,
+    streams: o.streams,
+    follow: o.follow,
+    signal: o.signal,
+    needTs: o.timestamps,
+  });
+  for await (const batch of it) {
+    if (o.signal.aborted) break;
+    await send(res, encodeLogLines(batch, o.timestamps, o.framed));
+  }
+}

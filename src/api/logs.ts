@@ -7,7 +7,7 @@ import { decodeCursor, type JournalSource, type Stream } from '../engine/index.t
 import { invalid } from '../util/errors.ts';
 import { parseTimeArg } from '../util/time.ts';
 import { truthy } from './query.ts';
-import { encodeLogLines, send } from './log-stream.ts';
+import { send, sendLog } from './log-stream.ts';
 
 const BoolQ = Type.Optional(Type.String({ maxLength: 5 }));
 
@@ -71,19 +71,16 @@ export function registerLogRoutes(
       res.flushHeaders();
       res.on('close', () => ac.abort());
       try {
-        const it = logs.read(c.id, {
+        await sendLog(res, logs, c.id, {
           since,
           until,
           tail,
           streams,
           follow: follow ? (stopped ?? Promise.resolve()) : undefined,
+          timestamps: truthy(q['timestamps']),
+          framed,
           signal: ac.signal,
-          needTs: truthy(q['timestamps']),
         });
-        for await (const batch of it) {
-          if (ac.signal.aborted) break;
-          await send(res, encodeLogLines(batch, truthy(q['timestamps']), framed));
-        }
       } finally {
         ac.abort();
         res.end();

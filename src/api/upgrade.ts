@@ -109,7 +109,8 @@ function checkRequest(m: RegExpExecArray, q: URLSearchParams, allowed: readonly 
 
 // Reads a small request body off a socket about to be hijacked. Bounded, and it gives up
 // when the client hangs up, so a lying Content-Length cannot hold memory or a request.
-async function readExactly(
+// Docker's hijacked routes (docker/hijack.ts) read theirs with it too.
+export async function readExactly(
   sock: Duplex,
   head: Buffer,
   n: number,

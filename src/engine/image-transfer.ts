@@ -103,7 +103,7 @@ export class ImageTransfer {
     for (const d of pinned) this.images.pinBlob(d);
     const release = this.images.holdBlobs();
     try {
-      const existing = this.images.list().find((i) => i.id === id);
+      const existing = this.images.byId(id);
       await this.images.content.putBytes(resolved.configBytes, resolved.configDigest);
       await this.images.content.putBytes(resolved.manifestBytes, resolved.manifestDigest);
       if (!existing) await this.fetchLayers(r, resolved, progress, opts.signal);

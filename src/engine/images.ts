@@ -149,6 +149,10 @@ export class ImageService {
     else this.blobPins.set(digest, c);
   }
 
+  byId(id: string): ImageRecord | undefined {
+    return this.store.images.byId(id);
+  }
+
   layerByDiffId(diffId: string): { n: number; size: number } | undefined {
     return this.store.images.layerByDiffId(diffId);
   }

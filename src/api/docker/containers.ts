@@ -20,7 +20,8 @@ import {
 import { notSupported } from './errors.ts';
 import { MULTIPLEXED_STREAM, RAW_STREAM, type DockerHijack, type HijackHandler } from './hijack.ts';
 import { dockerStats } from './stats.ts';
-import { ClientStream, dockerBool, encodeLines, nullStream, send } from './streams.ts';
+import { ClientStream, dockerBool, nullStream } from './streams.ts';
+import { encodeLogLines, send, sendLog } from '../log-stream.ts';
 import { dockerContainerFilter, dockerInspect, dockerSummary } from './views.ts';
 import { refuse } from './system.ts';
 
@@ -353,19 +354,16 @@ export function registerDockerContainerRoutes(
     res.flushHeaders();
     res.on('close', () => ac.abort());
     try {
-      const it = logs.read(c.id, {
+      await sendLog(res, logs, c.id, {
         since,
         until,
         tail,
         streams,
         follow: follow ? (stopped ?? Promise.resolve()) : undefined,
+        timestamps,
+        framed,
         signal: ac.signal,
-        needTs: timestamps,
       });
-      for await (const batch of it) {
-        if (ac.signal.aborted) break;
-        await send(res, encodeLines(batch, timestamps, framed));
-      }
     } catch {
       /* the log went away (the container was removed): end the stream */
     } finally {
@@ -397,7 +395,7 @@ export function registerDockerContainerRoutes(
           if (want.stderr) streams.add('stderr');
           try {
             for await (const batch of logs.read(c.id, { streams }))
-              sock.write(encodeLines(batch, false, !tty));
+              sock.write(encodeLogLines(batch, false, !tty));
           } catch {
             /* no log yet (never started): nothing to replay */
           }

@@ -8,6 +8,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Duplex } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { BerthError, invalid } from '../../util/errors.ts';
+import { readExactly } from '../upgrade.ts';
 import { socketDockerError } from './errors.ts';
 import { checkApiVersion, stripVersion } from './version.ts';
 
@@ -170,42 +171,4 @@ function responseDuplex(res: ServerResponse): Duplex {
     d.destroy();
   });
   return d;
-}
-
-// Reads a small request body off a socket about to be hijacked: bounded, and given up when
-// the client hangs up or stalls.
-async function readExactly(
-  sock: Duplex,
-  head: Buffer,
-  n: number,
-  timeoutMs: number,
-): Promise<Buffer> {
-  let buf = head;
-  while (buf.length < n) {
-    const chunk = sock.read() as Buffer | null;
-    if (chunk) {
-      buf = Buffer.concat([buf, chunk]);
-      continue;
-    }
-    if (sock.readableEnded || sock.destroyed)
-      throw invalid('body', 'the connection ended before it');
-    const arrived = await new Promise<boolean>((r) => {
-      const done = (v: boolean) => {
-        clearTimeout(timer);
-        sock.off('readable', more);
-        sock.off('end', more);
-        sock.off('close', more);
-        r(v);
-      };
-      const more = () => done(true);
-      const timer = setTimeout(() => done(false), timeoutMs);
-      sock.once('readable', more);
-      sock.once('end', more);
-      sock.once('close', more);
-    });
-    if (!arrived)
-      throw new BerthError('REQUEST_TIMEOUT', 'Request timeout: the body did not arrive in time');
-  }
-  if (buf.length > n) sock.unshift(buf.subarray(n));
-  return buf.subarray(0, n);
 }

@@ -9,6 +9,7 @@ import type { Readable } from 'node:stream';
 import { checkPullReference } from '../../engine/index.ts';
 import { BerthError, invalid, isBerthError } from '../../util/errors.ts';
 import type { ApiDeps } from '../server.ts';
+import { streamSave } from '../images.ts';
 import { dockerError, dropUnreadBody } from './errors.ts';
 import { imageHistory, imageInspect, listImages } from './image-views.ts';
 import { messageStream, type MessageStream } from './jsonmessage.ts';
@@ -60,22 +61,7 @@ export function registerDockerImageRoutes(app: FastifyInstance, deps: ApiDeps): 
     );
   });
 
-  const save = async (names: string[], reply: FastifyReply) => {
-    const list = archives.prepareSave(names);
-    reply.hijack();
-    const res = reply.raw;
-    res.writeHead(200, { 'Content-Type': 'application/x-tar' });
-    const ac = new AbortController();
-    res.on('close', () => {
-      if (!res.writableFinished) ac.abort(new Error('the client went away'));
-    });
-    try {
-      await archives.save(list, res, ac.signal);
-    } catch {
-      // The headers are gone: a cut stream is how a tar says it failed.
-      res.destroy();
-    }
-  };
+  const save = (names: string[], reply: FastifyReply) => streamSave(archives, names, reply);
 
   app.get('/images/get', async (req, reply) => save(qsAll(req.query as Query, 'names'), reply));
 

@@ -12,8 +12,6 @@ export function dockerBool(v: string | null | undefined): boolean {
   return !(s === '' || s === '0' || s === 'no' || s === 'false' || s === 'none');
 }
 
-export { encodeLogLines as encodeLines, send } from '../log-stream.ts';
-
 // A hijacked connection as the engine should see it. The docker CLI half-closes its side
 // at once when it sends no stdin (its hijack always ends with CloseWrite): that EOF is not
 // a viewer leaving, so without stdin it is kept from the engine, and only the connection's
